@@ -1,0 +1,2 @@
+"""refinery: the library behind the pipeline. It imports neither prefect nor dvc."""
+__version__ = "0.1.0"

@@ -1,0 +1,55 @@
+"""The prepared dataset in memory: tensors plus sample ids, sliced into batches by the loop.
+
+Small datasets fit in memory (and on a GPU), where slicing beats a DataLoader.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..store import read_arrays
+from .splits import TEST, TRAIN, VAL
+
+
+@dataclass
+class Arrays:
+    x: torch.Tensor
+    y: torch.Tensor
+    ids: torch.Tensor  # sample ids (positions in the prepared arrays)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, mask: np.ndarray | torch.Tensor) -> "Arrays":
+        mask = torch.as_tensor(mask, dtype=torch.bool)
+        return Arrays(self.x[mask], self.y[mask], self.ids[mask])
+
+    def without(self, ids: np.ndarray) -> "Arrays":
+        return self.subset(~np.isin(self.ids.numpy(), ids))
+
+    def only(self, ids: np.ndarray) -> "Arrays":
+        return self.subset(np.isin(self.ids.numpy(), ids))
+
+    def to(self, device: torch.device | str) -> "Arrays":
+        return Arrays(self.x.to(device), self.y.to(device), self.ids.to(device))
+
+
+@dataclass
+class Prepared:
+    train: Arrays
+    val: Arrays
+    test: Arrays
+    num_classes: int
+    in_shape: tuple[int, ...]
+
+
+def load_prepared(arrays_path: Path | str) -> Prepared:
+    data, attrs = read_arrays(arrays_path, ["x", "y", "split"])
+    full = Arrays(torch.from_numpy(data["x"]), torch.from_numpy(data["y"]).long(),
+                  torch.arange(len(data["y"]), dtype=torch.long))
+    split = data["split"]
+    return Prepared(full.subset(split == TRAIN), full.subset(split == VAL), full.subset(split == TEST),
+                    int(attrs["num_classes"]), tuple(data["x"].shape[1:]))

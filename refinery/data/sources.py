@@ -1,0 +1,46 @@
+"""Dataset sources. Nothing here downloads: digits ships with scikit-learn, and MNIST-1D is
+generated locally from its templates (`make_dataset`; never `get_dataset`, which downloads)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class Source:
+    x: np.ndarray            # float32, (N, C, ...) channels first
+    y: np.ndarray            # int64, (N,)
+    num_classes: int
+    published_test: np.ndarray | None = None  # bool (N,), where the source defines its own test split
+
+
+def load_digits_source(**_: object) -> Source:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
+    return Source(x=x, y=bunch.target.astype(np.int64), num_classes=10)
+
+
+def load_mnist1d_source(n_samples: int = 5000, **_: object) -> Source:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples = n_samples  # seed 42 and train_split 0.8 are the published defaults
+    data = make_dataset(args)
+    x = np.concatenate([data["x"], data["x_test"]]).astype(np.float32)[:, None, :]
+    y = np.concatenate([data["y"], data["y_test"]]).astype(np.int64)
+    test = np.zeros(len(y), dtype=bool)
+    test[len(data["y"]):] = True
+    return Source(x=x, y=y, num_classes=10, published_test=test)
+
+
+SOURCES: dict[str, Callable[..., Source]] = {"digits": load_digits_source, "mnist1d": load_mnist1d_source}
+
+
+def load_source(name: str, **kwargs: object) -> Source:
+    if name not in SOURCES:
+        raise ValueError(f"data.source: unknown source {name!r}; known: {', '.join(SOURCES)}")
+    return SOURCES[name](**kwargs)

@@ -1,0 +1,70 @@
+"""Named numpy arrays in a sharded Zarr v3 group.
+
+Each array is one shard (one file on disk) of small chunks, so DVC hashes a handful of files
+instead of thousands, while readers can still fetch chunks independently.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+
+from .atomic import atomic_path
+
+FORMAT = "refinery.arrays/1"
+
+
+class ArtifactError(RuntimeError):
+    """An artifact on disk is missing, corrupted or not what the reader expects."""
+
+
+def _chunking(shape: tuple[int, ...], chunk_rows: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    if not shape:
+        return (), ()
+    rows = max(1, min(chunk_rows, shape[0]))
+    chunks = (rows, *shape[1:])
+    shard_rows = max(rows, -(-shape[0] // rows) * rows)
+    return chunks, (shard_rows, *shape[1:])
+
+
+def write_arrays(dest: Path | str, arrays: Mapping[str, np.ndarray], attrs: dict[str, Any] | None = None,
+                 chunk_rows: int = 1024) -> None:
+    """Atomically write `arrays` as a Zarr v3 group at `dest` with group attrs `attrs`."""
+    with atomic_path(dest) as tmp:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        group.attrs.update({"format": FORMAT, **json.loads(json.dumps(attrs or {}))})
+        for name, value in arrays.items():
+            value = np.ascontiguousarray(value)
+            chunks, shards = _chunking(value.shape, chunk_rows)
+            kwargs = dict(chunks=chunks, shards=shards) if value.ndim else {}
+            arr = group.create_array(name, shape=value.shape, dtype=value.dtype,
+                                     compressors=ZstdCodec(level=3), **kwargs)
+            arr[...] = value
+
+
+def open_group(path: Path | str) -> zarr.Group:
+    path = Path(path)
+    if not (path / "zarr.json").exists():
+        raise ArtifactError(f"{path}: not a Zarr group (missing zarr.json); run the stage that writes it")
+    try:
+        return zarr.open_group(str(path), mode="r", zarr_format=3)
+    except Exception as exc:  # zarr raises several types for damaged metadata
+        raise ArtifactError(f"{path}: unreadable Zarr group: {exc}") from None
+
+
+def read_arrays(path: Path | str, names: list[str] | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    group = open_group(path)
+    names = names if names is not None else sorted(group.array_keys())
+    out = {}
+    for name in names:
+        if name not in group:
+            raise ArtifactError(f"{path}: array {name!r} is missing")
+        try:
+            out[name] = group[name][...]
+        except Exception as exc:
+            raise ArtifactError(f"{path}/{name}: unreadable chunk data: {exc}") from None
+    return out, dict(group.attrs)

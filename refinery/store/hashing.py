@@ -1,0 +1,27 @@
+"""Content hashes for artifacts, so a manifest can say exactly what a result came from."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def path_hash(path: Path | str) -> str:
+    """sha256 of a file, or of a directory's sorted (relative name, file hash) pairs."""
+    path = Path(path)
+    if path.is_file():
+        return file_hash(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    h = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(file.relative_to(path)).encode())
+        h.update(file_hash(file).encode())
+    return h.hexdigest()

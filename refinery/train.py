@@ -1,0 +1,196 @@
+"""The one training loop every stage reuses: teacher, upcycle, distill and unlearning methods.
+
+AdamW, a one-cycle / cosine / constant LR computed from the step (so resuming needs no
+scheduler state), label smoothing, gradient clipping, batches sliced from in-memory tensors,
+and an epoch checkpoint (Zarr, no pickle) that makes a killed run resume where it stopped.
+
+Stages customise it through small hooks instead of copying it:
+- `loss(model, x, y, ids) -> loss` replaces cross-entropy (KD, random labels, ...);
+- `after_backward(model)` edits gradients before the step (SalUn's saliency mask);
+- `on_epoch(record)` reports progress (the tasks layer turns it into a Prefect artifact).
+
+Shuffling and dropout are seeded per (seed, epoch), so a resumed run is bit-identical to an
+uninterrupted one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .data.dataset import Arrays
+from .models.moe import moe_layers
+from .store import load_checkpoint, save_checkpoint
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; nothing is written from such a model."""
+
+
+@dataclass
+class Hooks:
+    loss: LossFn | None = None
+    after_backward: Callable[[nn.Module], None] | None = None
+    on_epoch: Callable[[dict], None] | None = None
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)
+    resumed_from: int = 0
+    seconds: float = 0.0
+
+
+def moe_aux_loss(model: nn.Module) -> torch.Tensor | float:
+    """Sum of the MoE layers' balance and z-losses from the latest forward pass."""
+    return sum((m.aux_loss for m in moe_layers(model)), 0.0)
+
+
+def cross_entropy_loss(label_smoothing: float) -> LossFn:
+    def loss(model, x, y, ids):
+        return F.cross_entropy(model(x), y, label_smoothing=label_smoothing) + moe_aux_loss(model)
+    return loss
+
+
+def lr_factor(schedule: str, progress: float) -> float:
+    """LR multiplier at `progress` in [0, 1] of training."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    warm = 0.25  # one-cycle: cosine up from lr/25 over the first quarter, then cosine down to ~0
+    if progress < warm:
+        return 0.04 + 0.96 * 0.5 * (1 - math.cos(math.pi * progress / warm))
+    return 0.5 * (1 + math.cos(math.pi * (progress - warm) / (1 - warm))) + 1e-4
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch) % (2**63 - 1)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = torch.cat([model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return out
+
+
+def accuracy(model: nn.Module, data: Arrays) -> float:
+    if len(data) == 0:
+        return float("nan")
+    return float((predict_logits(model, data.x).argmax(1) == data.y.cpu()).float().mean())
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _run_key(cfg: TrainConfig, seed: int, n: int, params: list[nn.Parameter]) -> str:
+    desc = json.dumps([cfg.model_dump(mode="json"), seed, n, [list(p.shape) for p in params]], sort_keys=True)
+    return hashlib.sha256(desc.encode()).hexdigest()[:16]
+
+
+def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int, key: str,
+                history: list[dict], arch: dict) -> None:
+    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+    state = opt.state_dict()
+    for idx, slots in state["state"].items():
+        for name, value in slots.items():
+            tensors[f"optim/{idx}/{name}"] = torch.as_tensor(value)
+    save_checkpoint(path, tensors, arch, step=epoch, packed=True,
+                    extra={"run_key": key, "history": history, "param_groups": state["param_groups"]})
+
+
+def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, key: str) -> tuple[int, list[dict]]:
+    if not Path(path, "zarr.json").exists():
+        return 0, []
+    tensors, attrs = load_checkpoint(path)
+    extra = attrs.get("extra", {})
+    if extra.get("run_key") != key:
+        return 0, []  # a checkpoint of some other run: start afresh
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+    opt_state: dict = {"state": {}, "param_groups": extra["param_groups"]}
+    for name, value in tensors.items():
+        if name.startswith("optim/"):
+            _, idx, slot = name.split("/")
+            opt_state["state"].setdefault(int(idx), {})[slot] = value
+    opt.load_state_dict(opt_state)
+    return int(attrs["step"]), list(extra.get("history", []))
+
+
+# --------------------------------------------------------------------------- the loop
+def fit(model: nn.Module, train: Arrays, cfg: TrainConfig, *, seed: int, val: Arrays | None = None,
+        hooks: Hooks | None = None, params: Iterable[nn.Parameter] | None = None,
+        checkpoint: Path | None = None, arch: dict | None = None, desc: str = "train") -> FitResult:
+    """Train `model` in place. With `checkpoint`, save every epoch and resume from it."""
+    hooks = hooks or Hooks()
+    loss_fn = hooks.loss or cross_entropy_loss(cfg.label_smoothing)
+    device = next(model.parameters()).device
+    params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    data = train.to(device)
+    n = len(data)
+    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    total = cfg.epochs * steps_per_epoch
+    key = _run_key(cfg, seed, n, params)
+    start, history = _load_state(checkpoint, model, opt, key) if checkpoint else (0, [])
+    result = FitResult(history=history, resumed_from=start)
+    t0 = time.perf_counter()
+    bar = tqdm(range(start, cfg.epochs), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+    for epoch in bar:
+        record = _train_epoch(model, data, cfg, opt, params, loss_fn, hooks, epoch, seed, steps_per_epoch, total)
+        if val is not None and len(val):
+            record["val_acc"] = accuracy(model, val)
+        record["seconds"] = time.perf_counter() - t0
+        history.append(record)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("loss", "val_acc")})
+        if checkpoint:
+            _save_state(checkpoint, model, opt, epoch + 1, key, history, arch or {})
+        if hooks.on_epoch:
+            hooks.on_epoch(dict(record, epochs=cfg.epochs))
+    result.seconds = time.perf_counter() - t0
+    model.eval()
+    return result
+
+
+def _train_epoch(model, data, cfg, opt, params, loss_fn, hooks, epoch, seed, steps_per_epoch, total) -> dict:
+    model.train()
+    device = data.x.device
+    generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+    torch.manual_seed(epoch_seed(seed, epoch))  # dropout masks
+    order = torch.randperm(len(data), generator=generator).to(device)
+    loss_sum = torch.zeros((), device=device)
+    first_bad = torch.full((), -1, device=device, dtype=torch.long)
+    for step in range(steps_per_epoch):
+        lr = cfg.lr * lr_factor(cfg.schedule, (epoch * steps_per_epoch + step) / total)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        loss = loss_fn(model, data.x[idx], data.y[idx], data.ids[idx])
+        # Record the first non-finite step without a host sync on every step.
+        bad = ~torch.isfinite(loss.detach())
+        first_bad = torch.where(bad & (first_bad < 0), torch.tensor(step, device=device), first_bad)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if hooks.after_backward:
+            hooks.after_backward(model)
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        loss_sum += loss.detach()
+    if int(first_bad) >= 0:
+        raise TrainingDiverged(f"non-finite loss at epoch {epoch + 1}, step {int(first_bad) + 1}; "
+                               f"lower the learning rate (now {cfg.lr:g}) or check the data for NaNs")
+    return {"epoch": epoch + 1, "loss": float(loss_sum) / steps_per_epoch, "lr": lr}
