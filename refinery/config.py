@@ -190,8 +190,8 @@ def _describe(err: dict[str, Any], model: type[BaseModel]) -> str:
     if err["type"] == "value_error":
         msg = msg.removeprefix("Value error, ")
     got = err.get("input")
-    if isinstance(got, (dict, list)) and len(repr(got)) > 60:
-        got = type(got).__name__
+    if isinstance(got, dict) or (isinstance(got, list) and len(repr(got)) > 60):
+        return f"{key}: {msg}"
     return f"{key}: {msg} (got {got!r})"
 
 
@@ -280,7 +280,7 @@ def to_dict(cfg: BaseModel) -> dict[str, Any]:
 
 
 def dump_yaml(cfg: PipelineConfig) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=False)
 
 
 def config_hash(section: BaseModel | dict) -> str:

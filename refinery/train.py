@@ -97,9 +97,12 @@ def accuracy(model: nn.Module, data: Arrays) -> float:
 
 
 # --------------------------------------------------------------------------- checkpoints
-def _run_key(cfg: TrainConfig, seed: int, n: int, params: list[nn.Parameter]) -> str:
-    desc = json.dumps([cfg.model_dump(mode="json"), seed, n, [list(p.shape) for p in params]], sort_keys=True)
-    return hashlib.sha256(desc.encode()).hexdigest()[:16]
+def _run_key(cfg: TrainConfig, seed: int, data: Arrays, params: list[nn.Parameter]) -> str:
+    """Identifies a run, so a checkpoint is only resumed by the very run that wrote it."""
+    h = hashlib.sha256(json.dumps([cfg.model_dump(mode="json"), seed, [list(p.shape) for p in params]]).encode())
+    h.update(data.ids.cpu().numpy().tobytes())
+    h.update(data.y.cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int, key: str,
@@ -144,7 +147,7 @@ def fit(model: nn.Module, train: Arrays, cfg: TrainConfig, *, seed: int, val: Ar
     n = len(data)
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     total = cfg.epochs * steps_per_epoch
-    key = _run_key(cfg, seed, n, params)
+    key = _run_key(cfg, seed, data, params)
     start, history = _load_state(checkpoint, model, opt, key) if checkpoint else (0, [])
     result = FitResult(history=history, resumed_from=start)
     t0 = time.perf_counter()

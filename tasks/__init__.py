@@ -1,0 +1,39 @@
+"""One module per stage: read inputs from the store, call refinery, write outputs.
+
+`stage_task(name)` is the Prefect entry point for a stage. Stage failures are deterministic
+(bad data, bad config, divergence), so stage tasks do not retry; I/O helpers may.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from .common import Workspace
+
+STAGE_NAMES = ("prepare", "teacher", "upcycle", "distill", "unlearn", "evaluate")
+GPU_STAGES = {"teacher", "upcycle", "distill", "unlearn"}
+
+
+def stage_function(name: str) -> Callable[[Workspace], None]:
+    from . import distill, evaluate, prepare, teacher, unlearn, upcycle
+
+    funcs = {"prepare": prepare.prepare, "teacher": teacher.teacher, "upcycle": upcycle.upcycle,
+             "distill": distill.distill, "unlearn": unlearn.unlearn, "evaluate": evaluate.evaluate}
+    if name not in funcs:
+        raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
+    return funcs[name]
+
+
+def stage_task(name: str):
+    fn = stage_function(name)
+
+    def run_stage(root: str) -> str:
+        fn(Workspace(Path(root)))
+        return name
+
+    tags = ["stage", name] + (["gpu"] if name in GPU_STAGES else [])
+    return task(run_stage, name=name, tags=tags, retries=0, cache_policy=NO_CACHE,
+                task_run_name=f"{name}")

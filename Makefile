@@ -1,0 +1,38 @@
+# Two commands: `make run` and `make test`. Both set up .venv first; a second call skips set-up.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# torch 2.13.0's CPU build comes from a local wheel folder where the machine has one.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q $(FIND_LINKS)
+
+.PHONY: setup run smoke test bench ui clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -r requirements.lock
+	$(PIP) --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+	@echo "set-up done: $(VENV)"
+
+run: setup
+	$(BIN)/refinery run --pipeline digits
+
+smoke: setup
+	$(BIN)/refinery run --pipeline smoke
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	@for b in $$(ls bench/*.py | grep -v __init__ | xargs -n1 basename | sed 's/\.py$$//'); do \
+		echo "== bench.$$b"; $(BIN)/python -m bench.$$b || exit 1; done
+
+ui: setup
+	$(BIN)/refinery ui
+
+clean:
+	rm -rf $(VENV) .prefect .refinery

@@ -1,0 +1,174 @@
+"""The `refinery` command line.
+
+    refinery run [--pipeline NAME] [--set key=value ...] [--force]
+    refinery stage NAME
+    refinery forget (--ids FILE | --classes 3,7 | --fraction 0.1) [--no-run]
+    refinery report
+    refinery ui [--port 4200]
+    refinery serve --cron "0 3 * * *"
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from refinery import config as C
+from refinery.data import ForgetRequestError
+from refinery.store import ArtifactError
+from refinery.train import TrainingDiverged
+from tasks.common import find_root
+
+from .env import configure
+
+USER_ERRORS = (C.ConfigError, ForgetRequestError, ArtifactError, TrainingDiverged, FileNotFoundError)
+
+
+def resolve_config(root: Path, pipeline: str | None, overrides: list[str]) -> C.PipelineConfig:
+    """Build the active config: a preset (merged onto defaults) or params.yaml, plus overrides."""
+    if pipeline:
+        preset = root / "pipelines" / f"{pipeline}.yaml"
+        if not preset.exists():
+            known = sorted(p.stem for p in (root / "pipelines").glob("*.yaml"))
+            raise C.ConfigError(f"--pipeline: unknown pipeline {pipeline!r} (known: {', '.join(known)})")
+        raw = C.deep_merge(C.to_dict(C.PipelineConfig()), C.read_yaml(preset))
+        source = str(preset.relative_to(root))
+    else:
+        raw, source = C.read_yaml(root / "params.yaml"), "params.yaml"
+    if overrides:
+        raw, source = C.apply_overrides(raw, overrides), f"{source} with --set"
+    return C.validate(raw, source)
+
+
+def write_params(root: Path, cfg: C.PipelineConfig) -> None:
+    from refinery.store import write_text
+
+    text = C.dump_yaml(cfg)
+    path = root / "params.yaml"
+    if not path.exists() or path.read_text() != text:
+        write_text(path, text)
+
+
+def cmd_run(args: argparse.Namespace, root: Path) -> int:
+    cfg = resolve_config(root, args.pipeline, args.set or [])
+    write_params(root, cfg)
+    from .dvc_runner import changed_stages
+
+    todo = changed_stages(root)
+    if not todo and not args.force:
+        print(f"refinery: pipeline '{cfg.name}' is up to date; nothing to run (use --force to rerun)")
+        return 0
+    print(f"refinery: pipeline '{cfg.name}': running {', '.join(todo) if not args.force else 'every stage'}")
+    from .pipeline import pipeline_flow
+
+    started = time.perf_counter()
+    table = pipeline_flow(root=str(root), force=args.force)
+    done = ", ".join(f"{row['stage']}={row['action']}" for row in table)
+    print(f"refinery: done in {time.perf_counter() - started:.1f}s ({done}); report: data/reports/report.md")
+    return 0
+
+
+def cmd_stage(args: argparse.Namespace, root: Path) -> int:
+    C.load(root / "params.yaml")  # fail on a bad config before Prefect starts
+    from .pipeline import stage_flow
+
+    stage_flow(name=args.name, root=str(root))
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace, root: Path) -> int:
+    raw = C.read_yaml(root / "params.yaml")
+    forget: dict = {}
+    if args.classes:
+        try:
+            forget = {"mode": "classes", "classes": [int(c) for c in args.classes.split(",") if c.strip()]}
+        except ValueError:
+            raise C.ConfigError(f"--classes: expected comma-separated integers, got {args.classes!r}") from None
+    elif args.fraction is not None:
+        forget = {"mode": "fraction", "fraction": args.fraction}
+    else:
+        forget = {"mode": "ids", "ids_file": os.path.relpath(Path(args.ids).resolve(), root)}
+    raw["forget"] = C.deep_merge(raw.get("forget", {}), forget)
+    cfg = C.validate(raw, "forget request")
+    write_params(root, cfg)
+    print(f"refinery: forget request recorded in params.yaml ({cfg.forget.mode})")
+    if args.no_run:
+        return 0
+    return cmd_run(argparse.Namespace(pipeline=None, set=[], force=False), root)
+
+
+def cmd_report(args: argparse.Namespace, root: Path) -> int:
+    from .report_cli import print_report
+
+    print_report(root)
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace, root: Path) -> int:
+    print(f"refinery: Prefect UI at http://{args.host}:{args.port} (runs recorded under {os.environ['PREFECT_HOME']})")
+    return subprocess.call([sys.executable, "-m", "prefect", "server", "start", "--host", args.host,
+                            "--port", str(args.port)])
+
+
+def cmd_serve(args: argparse.Namespace, root: Path) -> int:
+    from .pipeline import pipeline_flow
+
+    pipeline_flow.serve(name=args.name, cron=args.cron, parameters={"root": str(root)})
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="refinery", description="Reproducible model-lifecycle pipeline.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the whole pipeline (skips what DVC says is up to date)")
+    run.add_argument("--pipeline", help="a preset from pipelines/ (smoke, digits, mnist1d)")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    run.add_argument("--force", action="store_true", help="rerun every stage")
+    stage = sub.add_parser("stage", help="run one stage (what dvc.yaml calls)")
+    stage.add_argument("name", choices=C.STAGES)
+    forget = sub.add_parser("forget", help="record a deletion request and rerun what it affects")
+    group = forget.add_mutually_exclusive_group(required=True)
+    group.add_argument("--ids", help="CSV or Parquet file with a sample_id column")
+    group.add_argument("--classes", help="comma-separated class labels, e.g. 3,7")
+    group.add_argument("--fraction", type=float, help="a random fraction of the training set")
+    forget.add_argument("--no-run", action="store_true", help="only record the request")
+    sub.add_parser("report", help="print the summary table")
+    ui = sub.add_parser("ui", help="serve the Prefect UI over this project's runs")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=4200)
+    serve = sub.add_parser("serve", help="serve the pipeline as a scheduled Prefect deployment")
+    serve.add_argument("--cron", required=True)
+    serve.add_argument("--name", default="nightly")
+    return parser
+
+
+COMMANDS = {"run": cmd_run, "stage": cmd_stage, "forget": cmd_forget, "report": cmd_report,
+            "ui": cmd_ui, "serve": cmd_serve}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    root = find_root()
+    configure(root)
+    try:
+        return COMMANDS[args.command](args, root)
+    except USER_ERRORS as exc:
+        print(f"refinery: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("refinery: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001
+        from .dvc_runner import WorkspaceBusy
+
+        if isinstance(exc, WorkspaceBusy):
+            print(f"refinery: error: {exc}", file=sys.stderr)
+            return 3
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""What every unlearning method receives, and the registry that picks a method by name.
+
+A method is a function `UnlearnContext -> nn.Module` that returns a NEW model: the original
+in `ctx.model` is never modified (methods deepcopy it, or build a fresh one). Methods that
+train call `refinery.train.fit` with hooks; none copies the training loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..config import TrainConfig, UnlearnConfig
+from ..data.dataset import Arrays
+from ..train import LossFn, cross_entropy_loss
+
+
+@dataclass
+class UnlearnContext:
+    model: nn.Module          # the trained original model; methods must NOT modify it (deepcopy first)
+    arch: dict                # to rebuild a fresh model with build_model(arch)
+    retain: Arrays            # D_r = train minus forget
+    forget: Arrays            # D_f
+    train_cfg: TrainConfig    # the model's own training recipe (used by retrain)
+    seed: int
+    cfg: UnlearnConfig        # per-method settings: cfg.ssd.alpha, cfg.ssd.lam, cfg.finetune.epochs/lr
+    model_loss: LossFn | None = None  # the loss the model was trained with, if not plain CE
+    on_epoch: Callable[[dict], None] | None = None  # progress callback passed to fit
+
+    def loss(self) -> LossFn:
+        """The model's own training loss: `model_loss`, else CE with the recipe's label smoothing."""
+        return self.model_loss or cross_entropy_loss(self.train_cfg.label_smoothing)
+
+    def full(self) -> Arrays:
+        """D = D_r ∪ D_f, ordered by sample id (the order of the prepared training split)."""
+        x = torch.cat([self.retain.x, self.forget.x])
+        y = torch.cat([self.retain.y, self.forget.y])
+        ids = torch.cat([self.retain.ids, self.forget.ids])
+        order = torch.argsort(ids, stable=True)
+        return Arrays(x[order], y[order], ids[order])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+Method = Callable[[UnlearnContext], nn.Module]
+METHODS: dict[str, Method] = {}
+
+
+def register(name: str) -> Callable[[Method], Method]:
+    """Decorator: make `fn` available to `run_method(name, ...)`."""
+    def add(fn: Method) -> Method:
+        old = METHODS.get(name)
+        if old is not None and (old.__module__, old.__qualname__) != (fn.__module__, fn.__qualname__):
+            raise ValueError(f"unlearning method {name!r} is already registered by {old.__module__}.{old.__qualname__}")
+        METHODS[name] = fn
+        return fn
+    return add
+
+
+def run_method(name: str, ctx: UnlearnContext) -> nn.Module:
+    """Run the unlearning method `name`; return the unlearned model (a new object)."""
+    if name not in METHODS:
+        raise ValueError(f"unknown unlearning method {name!r}; known: {', '.join(sorted(METHODS))}")
+    out = METHODS[name](ctx)
+    if out is ctx.model:
+        raise RuntimeError(f"unlearning method {name!r} returned the original model object; "
+                           "methods must return a new model and leave the original untouched")
+    return out

@@ -1,0 +1,103 @@
+"""What every stage shares: the workspace layout, the active config, the device, manifests,
+and progress reporting into Prefect."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from refinery import config as C
+from refinery.store import path_hash, write_json
+
+log = logging.getLogger("refinery")
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project root: the nearest folder upwards holding dvc.yaml (else the cwd)."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").exists():
+            return folder
+    return here
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def here(cls) -> "Workspace":
+        return cls(find_root())
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params.yaml"
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / "data" / {"prepare": "prepared", "evaluate": "reports"}.get(stage, stage)
+
+    def resume_path(self, name: str) -> Path:
+        """Per-epoch training state; outside DVC's outputs so it survives a crash and a rerun."""
+        return self.root / ".refinery" / "resume" / f"{name}.zarr"
+
+    def clear_resume(self, name: str) -> None:
+        shutil.rmtree(self.resume_path(name), ignore_errors=True)
+
+    def config(self) -> C.PipelineConfig:
+        return C.load(self.params)
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: 'cuda' was requested but no CUDA device is available")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def write_manifest(ws: Workspace, stage: str, sections: dict, inputs: Iterable[Path], outputs: Iterable[Path]) -> None:
+    """Record the config and the content hashes of every input and output of a stage."""
+    rel = lambda p: str(Path(p).resolve().relative_to(ws.root))  # noqa: E731
+    write_json(ws.stage_dir(stage) / "manifest.json", {
+        "stage": stage,
+        "config_hash": C.config_hash(sections),
+        "config": sections,
+        "inputs": {rel(p): path_hash(p) for p in inputs},
+        "outputs": {rel(p): path_hash(p) for p in outputs},
+    })
+
+
+def progress_reporter(key: str, description: str) -> Callable[[dict], None]:
+    """An epoch hook that shows training progress as a Prefect progress artifact, when in a run."""
+    state: dict = {}
+
+    def report(record: dict) -> None:
+        pct = 100.0 * record["epoch"] / record["epochs"]
+        text = f"{description}: epoch {record['epoch']}/{record['epochs']}, loss {record['loss']:.4f}"
+        if "val_acc" in record:
+            text += f", val acc {record['val_acc']:.4f}"
+        log.info(text)
+        try:
+            from prefect.artifacts import create_progress_artifact, update_progress_artifact
+            from prefect.context import TaskRunContext
+
+            if TaskRunContext.get() is None:
+                return
+            if "id" not in state:
+                state["id"] = create_progress_artifact(pct, key=key, description=description)
+            else:
+                update_progress_artifact(state["id"], pct, description=text)
+        except Exception as exc:  # progress is a courtesy; never fail training over it
+            log.debug("progress artifact not updated: %s", exc)
+
+    return report

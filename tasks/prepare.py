@@ -1,0 +1,41 @@
+"""prepare: load the source, split it, write arrays, the sample index and the forget request."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from refinery.data import SPLIT_NAMES, TRAIN, load_source, read_ids_file, resolve_request, stratified_split
+from refinery.store import write_arrays, write_table
+
+from .common import Workspace, log, write_manifest
+
+
+def prepare(ws: Workspace) -> None:
+    cfg = ws.config()
+    out = ws.stage_dir("prepare")
+    source = load_source(cfg.data.source, n_samples=cfg.data.n_samples)
+    split = stratified_split(source.y, cfg.data.val_fraction, cfg.data.test_fraction, cfg.seed,
+                             source.published_test if cfg.data.split == "published" else None)
+    f = cfg.forget
+    ids = read_ids_file(ws.root / f.ids_file) if f.mode == "ids" else None
+    forget_ids = resolve_request(f.mode, y=source.y, train_mask=split == TRAIN, seed=cfg.seed,
+                                 classes=f.classes, fraction=f.fraction, ids=ids)
+    sample_id = np.arange(len(source.y), dtype=np.int64)
+    # arrays.zarr holds only what training needs, so a new forget request leaves it (and every
+    # stage that reads only it) unchanged.
+    write_arrays(out / "arrays.zarr", {"x": source.x, "y": source.y, "split": split},
+                 {"source": cfg.data.source, "num_classes": source.num_classes,
+                  "in_shape": list(source.x.shape[1:])})
+    index = pd.DataFrame({"sample_id": sample_id, "split": [SPLIT_NAMES[s] for s in split],
+                          "label": source.y, "forget": np.isin(sample_id, forget_ids)})
+    write_table(out / "index.parquet", index)
+    write_table(out / "forget.parquet", pd.DataFrame({"sample_id": forget_ids}),
+                metadata={"mode": f.mode, "request": f.model_dump(mode="json")})
+    counts = index.groupby("split").size().to_dict()
+    log.info("prepared %s: %s; forget request: %d training samples (%s)",
+             cfg.data.source, counts, len(forget_ids), f.mode)
+    write_manifest(ws, "prepare", {"seed": cfg.seed, "data": cfg.data.model_dump(mode="json"),
+                                   "forget": f.model_dump(mode="json")},
+                   inputs=[ws.root / f.ids_file] if f.mode == "ids" else [],
+                   outputs=[out / "arrays.zarr", out / "index.parquet", out / "forget.parquet"])
+
