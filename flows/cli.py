@@ -103,8 +103,7 @@ def cmd_forget(args: argparse.Namespace, root: Path) -> int:
 def cmd_report(args: argparse.Namespace, root: Path) -> int:
     from .report_cli import print_report
 
-    print_report(root)
-    return 0
+    return print_report(root, compare=args.compare)
 
 
 def cmd_ui(args: argparse.Namespace, root: Path) -> int:
@@ -135,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--classes", help="comma-separated class labels, e.g. 3,7")
     group.add_argument("--fraction", type=float, help="a random fraction of the training set")
     forget.add_argument("--no-run", action="store_true", help="only record the request")
-    sub.add_parser("report", help="print the summary table")
+    report = sub.add_parser("report", help="print the summary table")
+    report.add_argument("--compare", metavar="REV", help="diff metrics against a git revision or DVC experiment")
     ui = sub.add_parser("ui", help="serve the Prefect UI over this project's runs")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=4200)

@@ -1,20 +1,27 @@
-"""evaluate: score every model on the test set and write metrics.json (the contract) and the report."""
+"""evaluate: score every model on the test set, write metrics.json (the contract), the DVC plot
+CSVs and the report (Markdown + self-contained HTML), and publish the summary to Prefect."""
 from __future__ import annotations
 
 import subprocess
 
 from refinery import config as C
 from refinery.data import load_prepared
-from refinery.metrics import accuracy, cost_report, ece, nll
-from refinery.report import render_markdown
+from refinery.metrics import accuracy, cost_report, ece, nll, reliability_table
+from refinery.report import ReportInputs, render_report, summary_rows, write_plot_data
 from refinery.store import read_json, read_table, write_json, write_text
 from refinery.train import predict_logits
 
 from .common import Workspace, log, write_manifest
 from .models import load_model
 
+HISTORY_STAGES = ("teacher", "upcycle", "distill")
+COST_KEYS = ("params", "active_params", "flops_per_sample", "latency_ms", "throughput")
+# Code folders whose uncommitted edits make a git revision an incomplete description of a result.
+CODE_PATHS = ("refinery", "tasks", "flows", "dvc.yaml", "pipelines")
+
 
 def model_paths(ws: Workspace) -> dict:
+    """Checkpoint path of every model to score, keyed by the name the report uses."""
     paths = {"teacher": ws.stage_dir("teacher") / "model.zarr", "upcycle": ws.stage_dir("upcycle") / "model.zarr",
              "student": ws.stage_dir("distill") / "student.zarr", "scratch": ws.stage_dir("distill") / "scratch.zarr"}
     for path in sorted((ws.stage_dir("unlearn") / "models").glob("*.zarr")):
@@ -22,48 +29,123 @@ def model_paths(ws: Workspace) -> dict:
     return paths
 
 
+def report_inputs_paths(ws: Workspace) -> list:
+    """Non-model files the report reads (all declared as deps of the evaluate stage in dvc.yaml)."""
+    stages = ("prepare", "teacher", "upcycle", "distill", "unlearn")
+    paths = ([ws.stage_dir(s) / "history.parquet" for s in HISTORY_STAGES]
+             + [ws.stage_dir("upcycle") / "experts.parquet", ws.stage_dir("distill") / "metrics.json",
+                ws.stage_dir("unlearn") / "metrics.json"] + [ws.stage_dir(s) / "manifest.json" for s in stages])
+    return [p for p in paths if p.exists()]
+
+
 def git_rev(ws: Workspace) -> str:
+    """Short HEAD revision, with '+dirty' when the pipeline's code has uncommitted changes."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ws.root, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+        run = lambda *a: subprocess.run(["git", *a], cwd=ws.root, capture_output=True, text=True)  # noqa: E731
+        head = run("rev-parse", "--short", "HEAD")
+        if head.returncode != 0:
+            return "unknown"
+        dirty = run("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS).stdout.strip()
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except OSError:
         return "unknown"
 
 
-def evaluate(ws: Workspace) -> None:
-    cfg = ws.config()
-    out, arrays = ws.stage_dir("evaluate"), ws.stage_dir("prepare") / "arrays.zarr"
-    data = load_prepared(arrays)
-    test = data.test
-    models, costs = {}, {}
+def score_models(ws: Workspace, cfg: C.PipelineConfig, data) -> tuple[dict, dict]:
+    """Quality and cost of every model on the test set, and each model's reliability table."""
+    test, bins = data.test, cfg.evaluate.ece_bins
+    models, reliability = {}, {}
     for name, path in model_paths(ws).items():
         model, _ = load_model(path)
         logits = predict_logits(model, test.x)
         cost = cost_report(model, data.in_shape, example_input=test.x[:64],
                            latency_repeats=cfg.evaluate.latency_repeats, throughput_batch=cfg.evaluate.throughput_batch)
         models[name] = dict(test_acc=accuracy(logits, test.y), nll=nll(logits, test.y),
-                            ece=ece(logits, test.y, cfg.evaluate.ece_bins), **cost)
-        costs[name] = {k: cost[k] for k in ("params", "active_params", "flops_per_sample", "latency_ms", "throughput")}
+                            ece=ece(logits, test.y, bins), **{k: cost[k] for k in COST_KEYS})
+        reliability[name] = reliability_table(logits, test.y, bins)
         log.info("evaluate %-18s acc %.4f ece %.4f flops %.3g", name, models[name]["test_acc"], models[name]["ece"],
                  cost["flops_per_sample"])
-    experts = read_table(ws.stage_dir("upcycle") / "experts.parquet")
-    unlearn = read_json(ws.stage_dir("unlearn") / "metrics.json")
-    metrics = {
+    return models, reliability
+
+
+def contract_metrics(cfg: C.PipelineConfig, models: dict, experts: list[dict], unlearn: dict) -> dict:
+    """data/reports/metrics.json: the DESIGN.md contract keys, plus `quality.<model>.{test_acc,nll,ece}`."""
+    return {
         "teacher": {"test_acc": models["teacher"]["test_acc"]},
         "upcycle": {"test_acc": models["upcycle"]["test_acc"], "active_params": models["upcycle"]["active_params"],
-                    "expert_load_cv": float(experts["load_cv"].mean())},
+                    "expert_load_cv": float(sum(e["load_cv"] for e in experts) / max(len(experts), 1))},
         "distill": {"student": {"test_acc": models["student"]["test_acc"]},
                     "scratch": {"test_acc": models["scratch"]["test_acc"]},
                     "teacher": {"test_acc": models[cfg.distill.teacher]["test_acc"]}},
         "unlearn": {k: v for k, v in unlearn.items() if isinstance(v, dict)},
-        "cost": costs,
+        "cost": {name: {k: row[k] for k in COST_KEYS} for name, row in models.items()},
+        "quality": {name: {k: row[k] for k in ("test_acc", "nll", "ece")} for name, row in models.items()},
     }
+
+
+def read_records(path) -> list[dict]:
+    """A Parquet table as plain records (lists instead of arrays), or [] when the file is absent."""
+    if not path.exists():
+        return []
+    frame = read_table(path)
+    return [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items()}
+            for row in frame.to_dict(orient="records")]
+
+
+def provenance(ws: Workspace, cfg: C.PipelineConfig, data, unlearn: dict) -> dict:
+    """Where the numbers came from: config hashes (pipeline and per stage), git revision, data."""
+    hashes = {}
+    for stage in ("prepare", "teacher", "upcycle", "distill", "unlearn"):
+        manifest = ws.stage_dir(stage) / "manifest.json"
+        hashes[stage] = read_json(manifest).get("config_hash", "?") if manifest.exists() else "?"
+    hashes["evaluate"] = C.config_hash({"evaluate": cfg.evaluate.model_dump(mode="json")})
+    distill_metrics = ws.stage_dir("distill") / "metrics.json"
+    return {"pipeline": cfg.name, "seed": cfg.seed, "config_hash": C.config_hash(cfg), "git_rev": git_rev(ws),
+            "stage_hashes": hashes, "n_test": len(data.test), "num_classes": data.num_classes,
+            "forget_size": unlearn.get("forget_size"),
+            "distill_loss": read_json(distill_metrics).get("loss", cfg.distill.loss) if distill_metrics.exists()
+            else cfg.distill.loss,
+            "data": f"{cfg.data.source}: {len(data.train)} train, {len(data.val)} val, {len(data.test)} test samples"}
+
+
+def publish_artifacts(rows: list[dict], markdown: str) -> bool:
+    """Summary table and report as Prefect artifacts ("refinery-summary", "refinery-report").
+
+    Only inside a Prefect task run; a failure to publish is logged and never fails the stage.
+    Returns whether both artifacts were published.
+    """
+    try:
+        from prefect.artifacts import create_markdown_artifact, create_table_artifact
+        from prefect.context import TaskRunContext
+
+        if TaskRunContext.get() is None:
+            return False
+        create_table_artifact(rows, key="refinery-summary", description="Every model on the test set")
+        create_markdown_artifact(markdown, key="refinery-report", description="refinery evaluation report")
+        return True
+    except Exception as exc:  # noqa: BLE001 - artifacts are a courtesy
+        log.warning("evaluate: Prefect artifacts not published: %s", exc)
+        return False
+
+
+def evaluate(ws: Workspace) -> None:
+    """Score every model, then write metrics.json, plots/, report.md, report.html and the manifest."""
+    cfg = ws.config()
+    out, arrays = ws.stage_dir("evaluate"), ws.stage_dir("prepare") / "arrays.zarr"
+    data = load_prepared(arrays)
+    models, reliability = score_models(ws, cfg, data)
+    experts = read_records(ws.stage_dir("upcycle") / "experts.parquet")
+    unlearn = read_json(ws.stage_dir("unlearn") / "metrics.json")
+    metrics = contract_metrics(cfg, models, experts, unlearn)
     write_json(out / "metrics.json", metrics)
-    context = {"pipeline": cfg.name, "seed": cfg.seed, "config_hash": C.config_hash(cfg), "git_rev": git_rev(ws),
-               "data": f"{cfg.data.source}: {len(data.train)} train, {len(data.val)} val, {len(test)} test samples"}
-    markdown = render_markdown(metrics, models, context)
+    inputs = ReportInputs(metrics=metrics, models=models, reliability=reliability, experts=experts,
+                          histories={s: read_records(ws.stage_dir(s) / "history.parquet") for s in HISTORY_STAGES},
+                          provenance=provenance(ws, cfg, data, unlearn))
+    write_plot_data(out / "plots", inputs)
+    markdown, html = render_report(inputs)
     write_text(out / "report.md", markdown)
-    write_text(out / "report.html", "<!doctype html><meta charset='utf-8'><pre>" + markdown + "</pre>")
-    (out / "plots").mkdir(parents=True, exist_ok=True)
+    write_text(out / "report.html", html)
     write_manifest(ws, "evaluate", {"evaluate": cfg.evaluate.model_dump(mode="json")},
-                   inputs=[arrays, *model_paths(ws).values()], outputs=[out / "metrics.json", out / "report.md"])
+                   inputs=[arrays, *model_paths(ws).values(), *report_inputs_paths(ws)],
+                   outputs=[out / "metrics.json", out / "report.md", out / "report.html", out / "plots"])
+    publish_artifacts(summary_rows(inputs), markdown)

@@ -19,6 +19,8 @@ from ..train import LossFn, cross_entropy_loss
 
 @dataclass
 class UnlearnContext:
+    """Everything a method may use. D_r and D_f partition the training split by sample id."""
+
     model: nn.Module          # the trained original model; methods must NOT modify it (deepcopy first)
     arch: dict                # to rebuild a fresh model with build_model(arch)
     retain: Arrays            # D_r = train minus forget
@@ -46,7 +48,7 @@ class UnlearnContext:
         return next(self.model.parameters()).device
 
 
-Method = Callable[[UnlearnContext], nn.Module]
+Method = Callable[..., nn.Module]  # (ctx: UnlearnContext, **options) -> a new model
 METHODS: dict[str, Method] = {}
 
 
@@ -61,11 +63,13 @@ def register(name: str) -> Callable[[Method], Method]:
     return add
 
 
-def run_method(name: str, ctx: UnlearnContext) -> nn.Module:
-    """Run the unlearning method `name`; return the unlearned model (a new object)."""
+def run_method(name: str, ctx: UnlearnContext, **options) -> nn.Module:
+    """Run the unlearning method `name`; return the unlearned model (a new object).
+
+    `options` go to the method as keywords, e.g. `run_method("ssd", ctx, full_importance=I_D)`."""
     if name not in METHODS:
         raise ValueError(f"unknown unlearning method {name!r}; known: {', '.join(sorted(METHODS))}")
-    out = METHODS[name](ctx)
+    out = METHODS[name](ctx, **options)
     if out is ctx.model:
         raise RuntimeError(f"unlearning method {name!r} returned the original model object; "
                            "methods must return a new model and leave the original untouched")

@@ -32,11 +32,16 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+API_URL: dict[str, str] = {}
+
+
 def run(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a project command (refinery, dvc, ...) from the virtualenv, inside `project`."""
+    """Run a project command (refinery, dvc, ...) from the virtualenv, inside `project`,
+    recording its flow runs on the session's Prefect server."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PREFECT_HOME"] = str(project / ".prefect")
+    env.update({"PREFECT_API_URL": API_URL["url"]} if API_URL else {})
     proc = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=project, env=env, capture_output=True, text=True,
                           timeout=600)
     if check and proc.returncode != 0:
@@ -54,8 +59,14 @@ def without_timings(obj):
     return obj
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_server(prefect_api):
+    API_URL["url"] = prefect_api
+    yield prefect_api
+
+
 @pytest.fixture(scope="session")
-def smoke_project(tmp_path_factory) -> Path:
+def smoke_project(tmp_path_factory, shared_server) -> Path:
     project = copy_project(tmp_path_factory.mktemp("smoke"))
     run(project, "refinery", "run", "--pipeline", "smoke")
     return project

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -14,6 +15,24 @@ from refinery.train import fit
 from refinery.unlearn import UnlearnContext
 
 from .helpers import SEED
+
+
+@contextmanager
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine two
+    threads per process run about 3x slower under contention."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -41,9 +60,10 @@ def train_cfg() -> TrainConfig:
 
 @pytest.fixture(scope="session")
 def _trained(digits, arch, train_cfg):
-    torch.manual_seed(SEED)
-    model = build_model(arch)
-    fit(model, digits[0], train_cfg, seed=SEED)
+    with one_thread():
+        torch.manual_seed(SEED)
+        model = build_model(arch)
+        fit(model, digits[0], train_cfg, seed=SEED)
     return model
 
 

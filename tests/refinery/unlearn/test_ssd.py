@@ -75,7 +75,9 @@ def test_cached_full_importance_gives_the_same_model(make_ctx, digits):
     """The caller computes I_D once over the training split (id order) and passes it in."""
     ctx = make_ctx(random_forget_ids(digits[0]))
     cached = importance(ctx.model, digits[0], ctx.train_cfg.batch_size)
-    assert_same_state(state_copy(ssd(ctx)), state_copy(ssd(ctx, full_importance=cached)))
+    plain = state_copy(ssd(ctx))
+    assert_same_state(plain, state_copy(ssd(ctx, full_importance=cached)))
+    assert_same_state(plain, state_copy(run_method("ssd", ctx, full_importance=cached)))
 
 
 def test_dampening_factor_matches_the_equation(make_ctx, digits):

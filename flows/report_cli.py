@@ -1,0 +1,135 @@
+"""`refinery report [--compare REV]`: the summary table in the terminal, and metric diffs through DVC.
+
+The table is read from data/reports/metrics.json (the contract, plus `quality.<model>`), so it
+needs no model, torch or matplotlib. `--compare REV` runs `dvc metrics diff REV` (a git revision,
+branch or tag) and falls back to `dvc exp diff REV` (a DVC experiment name).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from refinery.report import format_cell
+
+METRICS = Path("data/reports/metrics.json")
+MODEL_COLUMNS = ["test_acc", "nll", "ece", "params", "active_params", "flops_per_sample", "latency_ms", "throughput"]
+PIPELINE_ORDER = ["teacher", "upcycle", "student", "scratch"]
+UNLEARN_COLUMNS = ["UA", "RA", "TA", "MIA", "gap", "seconds"]
+
+
+def make_console() -> Console:
+    """A console that writes to the current stdout; wide when stdout is not a terminal (pipes, tests)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+def load_metrics(root: Path) -> dict:
+    """data/reports/metrics.json, or a FileNotFoundError whose message is the one-line fix."""
+    path = root / METRICS
+    if not path.exists():
+        raise FileNotFoundError(f"{METRICS} not found; run `make run` first (or `refinery run`)")
+    return json.loads(path.read_text())
+
+
+def model_rows(metrics: dict) -> dict[str, dict]:
+    """Per model, quality and cost; old metrics.json files without `quality` still give what they have."""
+    rows: dict[str, dict] = {}
+    for name, cost in metrics.get("cost", {}).items():
+        rows.setdefault(name, {}).update(cost)
+    for name, quality in metrics.get("quality", {}).items():
+        rows.setdefault(name, {}).update(quality)
+    contract_acc = {"teacher": metrics.get("teacher", {}), "upcycle": metrics.get("upcycle", {}),
+                    "student": metrics.get("distill", {}).get("student", {}),
+                    "scratch": metrics.get("distill", {}).get("scratch", {})}
+    for name, section in contract_acc.items():
+        if "test_acc" in section:
+            rows.setdefault(name, {}).setdefault("test_acc", section["test_acc"])
+    order = {name: i for i, name in enumerate(PIPELINE_ORDER)}
+    return dict(sorted(rows.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
+
+
+def rich_table(title: str, key: str, columns: list[str], rows: dict[str, dict]) -> Table:
+    """A rich table with a first column `key` and one right-aligned column per metric."""
+    table = Table(title=title, title_justify="left")
+    table.add_column(key, style="bold")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for name, row in rows.items():
+        table.add_row(name, *(format_cell(c, row.get(c)) for c in columns))
+    return table
+
+
+def provenance_line(root: Path) -> str:
+    """Config hash of the evaluate stage and where the full report is."""
+    manifest = root / "data" / "reports" / "manifest.json"
+    config = json.loads(manifest.read_text()).get("config_hash", "?") if manifest.exists() else "?"
+    return f"evaluate config {config}; full report: data/reports/report.html (and report.md)"
+
+
+def print_summary(root: Path, console: Console) -> None:
+    """The per-model table and the unlearning audit table."""
+    metrics = load_metrics(root)
+    console.print(rich_table("Models on the test set", "model", MODEL_COLUMNS, model_rows(metrics)))
+    unlearn = {k: v for k, v in metrics.get("unlearn", {}).items() if isinstance(v, dict)}
+    if unlearn:
+        console.print(rich_table("Unlearning (%, gap to retrain)", "method", UNLEARN_COLUMNS, unlearn))
+    console.print(provenance_line(root))
+
+
+def dvc_json(root: Path, args: list[str]) -> tuple[dict | None, str]:
+    """Run `python -m dvc ARGS --json` in the project; (parsed output, '') or (None, error line)."""
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args, "--json"], cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        return None, lines[-1] if lines else f"dvc {' '.join(args)} failed ({proc.returncode})"
+    try:
+        return json.loads(proc.stdout or "{}"), ""
+    except json.JSONDecodeError:
+        return None, f"dvc {' '.join(args)}: unreadable output"
+
+
+def metric_diffs(root: Path, rev: str) -> dict[str, dict]:
+    """{metric: {old, new, diff}} for data/reports/metrics.json between REV and the workspace."""
+    out, error = dvc_json(root, ["metrics", "diff", rev, "--targets", str(METRICS)])
+    if out is None:  # perhaps an experiment name rather than a git revision
+        exp, exp_error = dvc_json(root, ["exp", "diff", rev])
+        if exp is None:
+            raise ValueError(f"cannot compare with {rev!r}: {error or exp_error}")
+        out = exp.get("metrics", {})
+    return next((v for k, v in out.items() if Path(k) == METRICS), {})
+
+
+def print_compare(root: Path, rev: str, console: Console) -> None:
+    """The metrics that changed between REV and the workspace, as a table."""
+    load_metrics(root)
+    diffs = metric_diffs(root, rev)
+    if not diffs:
+        console.print(f"No metric in {METRICS} differs between {rev} and the workspace.")
+        return
+    table = Table(title=f"{METRICS}: {rev} -> workspace", title_justify="left")
+    for column, justify in (("metric", "left"), (rev, "right"), ("workspace", "right"), ("change", "right")):
+        table.add_column(column, justify=justify)
+    for name, d in sorted(diffs.items()):
+        change = d.get("diff")
+        table.add_row(name, *(format_cell("", v) for v in (d.get("old"), d.get("new"))),
+                      "" if change is None else f"{change:+.4g}" if isinstance(change, (int, float)) else str(change))
+    console.print(table)
+
+
+def print_report(root: Path, compare: str | None = None) -> int:
+    """`refinery report`: print the summary (or, with `compare`, the diff against a revision); exit code."""
+    console = make_console()
+    if compare is None:
+        print_summary(Path(root), console)
+        return 0
+    try:
+        print_compare(Path(root), compare, console)
+    except ValueError as exc:
+        print(f"refinery: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
