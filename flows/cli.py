@@ -2,7 +2,7 @@
 
     refinery run [--pipeline NAME] [--set key=value ...] [--force]
     refinery stage NAME
-    refinery forget (--ids FILE | --classes 3,7 | --fraction 0.1) [--no-run]
+    refinery forget (--ids FILE | --classes 3,7 | --fraction 0.1) [--exact] [--no-run]
     refinery report
     refinery ui [--port 4200]
     refinery serve --cron "0 3 * * *"
@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 
 from refinery import config as C
-from refinery.data import ForgetRequestError
+from refinery.data import DataSourceError, ForgetRequestError
 from refinery.store import ArtifactError
 from refinery.train import TrainingDiverged
 from tasks.common import find_root
 
 from .env import configure
 
-USER_ERRORS = (C.ConfigError, ForgetRequestError, ArtifactError, TrainingDiverged, FileNotFoundError)
+USER_ERRORS = (C.ConfigError, DataSourceError, ForgetRequestError, ArtifactError, TrainingDiverged, FileNotFoundError)
 
 
 def resolve_config(root: Path, pipeline: str | None, overrides: list[str]) -> C.PipelineConfig:
@@ -79,22 +79,53 @@ def cmd_stage(args: argparse.Namespace, root: Path) -> int:
     return 0
 
 
-def cmd_forget(args: argparse.Namespace, root: Path) -> int:
-    raw = C.read_yaml(root / "params.yaml")
-    forget: dict = {}
+def forget_section(args: argparse.Namespace, root: Path) -> dict:
+    """The `forget` config section a request asks for (not yet validated against the data)."""
     if args.classes:
         try:
-            forget = {"mode": "classes", "classes": [int(c) for c in args.classes.split(",") if c.strip()]}
+            request = {"mode": "classes", "classes": [int(c) for c in args.classes.split(",") if c.strip()]}
         except ValueError:
             raise C.ConfigError(f"--classes: expected comma-separated integers, got {args.classes!r}") from None
     elif args.fraction is not None:
-        forget = {"mode": "fraction", "fraction": args.fraction}
+        request = {"mode": "fraction", "fraction": args.fraction}
     else:
-        forget = {"mode": "ids", "ids_file": os.path.relpath(Path(args.ids).resolve(), root)}
-    raw["forget"] = C.deep_merge(raw.get("forget", {}), forget)
+        request = {"mode": "ids", "ids_file": os.path.relpath(Path(args.ids).resolve(), root)}
+    return dict(request, exact=bool(args.exact))
+
+
+def check_request(root: Path, cfg: C.PipelineConfig) -> int:
+    """Resolve the request against the prepared sample index; raise ForgetRequestError (one
+    line) for an unknown or duplicate id, an empty request, or one covering every sample."""
+    import numpy as np
+    from refinery.data import read_ids_file, resolve_request
+    from refinery.store import read_table
+
+    index_path = root / "data" / "prepared" / "index.parquet"
+    if not index_path.exists():
+        raise ForgetRequestError(f"{index_path.relative_to(root)} not found: run `refinery run` once before a forget request")
+    index = read_table(index_path)
+    f = cfg.forget
+    ids = read_ids_file(root / f.ids_file) if f.mode == "ids" else None
+    if ids is not None:
+        unknown = np.setdiff1d(ids, index["sample_id"].to_numpy())
+        if len(unknown):
+            raise ForgetRequestError(f"--ids: unknown sample ids {unknown[:5].tolist()}{' ...' * (len(unknown) > 5)} "
+                                     f"(ids run from 0 to {int(index['sample_id'].max())})")
+    chosen = resolve_request(f.mode, y=index["label"].to_numpy(), train_mask=(index["split"] == "train").to_numpy(),
+                             seed=cfg.seed, classes=f.classes, fraction=f.fraction, ids=ids, source="forget request")
+    return len(chosen)
+
+
+def cmd_forget(args: argparse.Namespace, root: Path) -> int:
+    """Record a deletion request in params.yaml and rerun what it affects. The request is
+    validated against data/prepared/index.parquet first: on any error nothing is written."""
+    raw = C.read_yaml(root / "params.yaml")
+    raw["forget"] = C.deep_merge(raw.get("forget", {}), forget_section(args, root))
     cfg = C.validate(raw, "forget request")
+    count = check_request(root, cfg)
     write_params(root, cfg)
-    print(f"refinery: forget request recorded in params.yaml ({cfg.forget.mode})")
+    how = "exact: the whole lineage retrains without them" if cfg.forget.exact else "unlearn and evaluate rerun"
+    print(f"refinery: forget request recorded in params.yaml ({cfg.forget.mode}, {count} training samples; {how})")
     if args.no_run:
         return 0
     return cmd_run(argparse.Namespace(pipeline=None, set=[], force=False), root)
@@ -134,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--classes", help="comma-separated class labels, e.g. 3,7")
     group.add_argument("--fraction", type=float, help="a random fraction of the training set")
     forget.add_argument("--no-run", action="store_true", help="only record the request")
+    forget.add_argument("--exact", action="store_true",
+                        help="retrain the whole lineage (teacher, upcycle, cache, student) without the samples")
     report = sub.add_parser("report", help="print the summary table")
     report.add_argument("--compare", metavar="REV", help="diff metrics against a git revision or DVC experiment")
     ui = sub.add_parser("ui", help="serve the Prefect UI over this project's runs")

@@ -9,7 +9,7 @@ the same workspace fails fast instead of corrupting dvc.lock.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from contextlib import chdir, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -29,22 +29,24 @@ class StageOutcome:
 
 @contextmanager
 def locked_repo(root: Path) -> Iterator[object]:
+    """Open the DVC repo at `root` holding its lock; fail fast if another command holds it."""
     from dvc.lock import LockError
     from dvc.repo import Repo
 
-    repo = Repo(str(root))
-    try:
+    with chdir(root):  # DVC resolves stage paths against the working directory
+        repo = Repo(str(root))
         try:
-            repo.lock.lock()
-        except LockError:
-            raise WorkspaceBusy(f"{root}: another refinery or dvc command holds this workspace's DVC lock; "
-                                "wait for it to finish") from None
-        try:
-            yield repo
+            try:
+                repo.lock.lock()
+            except LockError:
+                raise WorkspaceBusy(f"{root}: another refinery or dvc command holds this workspace's DVC lock; "
+                                    "wait for it to finish") from None
+            try:
+                yield repo
+            finally:
+                repo.lock.unlock()
         finally:
-            repo.lock.unlock()
-    finally:
-        repo.close()
+            repo.close()
 
 
 def pipeline_stages(repo) -> list:

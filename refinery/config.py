@@ -28,19 +28,32 @@ class Strict(BaseModel):
 
 
 # --------------------------------------------------------------------------- data
+FILE_SOURCES = ("cifar10", "cifar100", "imagefolder", "parquet", "npz")
+PUBLISHED_SOURCES = ("mnist1d", "cifar10", "cifar100", "npz")  # npz: when it holds x_test/y_test
+
+
 class DataConfig(Strict):
-    source: Literal["digits", "mnist1d"] = "digits"
+    """Built-in sources (digits, mnist1d) or user data read from `path` (see refinery/data/)."""
+
+    source: Literal["digits", "mnist1d", "cifar10", "cifar100", "imagefolder", "parquet", "npz"] = "digits"
     n_samples: int = Field(5000, ge=100, le=1_000_000, description="mnist1d only: samples to generate")
     split: Literal["stratified", "published"] = Field(
-        "stratified", description="published: mnist1d's own train/test split; val comes from train")
+        "stratified", description="published: the source's own train/test split; val comes from train")
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
-
+    path: str | None = Field(None, description="user sources: file or folder, relative to the project root")
+    resize: list[int] | None = Field(None, description="images: [H, W] to resize every image to")
+    image_column: str = Field("image", description="parquet: image bytes or numeric array column")
+    label_column: str = Field("label", description="parquet: integer or string label column")
 
     @model_validator(mode="after")
-    def _published_needs_mnist1d(self) -> "DataConfig":
-        if self.split == "published" and self.source != "mnist1d":
-            raise ValueError("data.split 'published' exists only for source 'mnist1d'")
+    def _source_settings_fit(self) -> "DataConfig":
+        if self.split == "published" and self.source not in PUBLISHED_SOURCES:
+            raise ValueError(f"data.split 'published' exists only for sources {', '.join(PUBLISHED_SOURCES)}")
+        if self.source in FILE_SOURCES and not self.path:
+            raise ValueError(f"data.path must be set for source {self.source!r}")
+        if self.resize is not None and (len(self.resize) != 2 or not all(1 <= v <= 4096 for v in self.resize)):
+            raise ValueError(f"data.resize must be [H, W] with sides in 1..4096 (got {self.resize})")
         return self
 
 
@@ -51,6 +64,8 @@ class ForgetConfig(Strict):
     classes: list[int] = Field(default_factory=lambda: [3])
     fraction: float = Field(0.1, gt=0.0, lt=1.0)
     ids_file: str | None = Field(None, description="CSV or Parquet with a sample_id column")
+    exact: bool = Field(False, description="retrain the whole lineage without the forgotten samples: prepare "
+                                           "drops them from the training split, so every stage reruns")
 
     @model_validator(mode="after")
     def _request_is_complete(self) -> "ForgetConfig":
@@ -63,7 +78,10 @@ class ForgetConfig(Strict):
 
 # --------------------------------------------------------------------------- models
 class ModelConfig(Strict):
-    arch: Literal["cct", "mlp"] = "cct"
+    """cct (2-D or 1-D inputs), mlp, or the CIFAR ResNets resnet8x4 / resnet32x4 (which use no
+    transformer fields; their widths are fixed by the name, and they have no FFN to upcycle)."""
+
+    arch: Literal["cct", "mlp", "resnet8x4", "resnet32x4"] = "cct"
     dim: int = Field(64, ge=4, le=4096)
     depth: int = Field(2, ge=1, le=48)
     heads: int = Field(2, ge=1, le=64)
@@ -71,6 +89,7 @@ class ModelConfig(Strict):
     conv_channels: int = Field(32, ge=1, le=4096, description="cct: tokenizer width")
     conv_kernel: int = Field(3, ge=1, le=15)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    gated_attention: bool = Field(False, description="cct: sigmoid output gate after SDPA (Gated Attention)")
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> "ModelConfig":
@@ -87,6 +106,13 @@ class TrainConfig(Strict):
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     grad_clip: float = Field(1.0, ge=0.0)
+    subset_fraction: float = Field(1.0, gt=0.0, le=1.0, description=(
+        "RS2: each epoch trains on a fresh random subset of this fraction, without replacement across epochs"))
+    msd_samples: int = Field(1, ge=1, le=64, description="Multi-Sample Dropout: masks through the shared head")
+    msd_dropout: float = Field(0.0, ge=0.0, lt=1.0, description=(
+        "Multi-Sample Dropout rate before the head; 0 turns it off (the cross-entropy loss only)"))
+    augment_crop: int = Field(0, ge=0, le=64, description="images/signals: random crop after this much zero padding")
+    augment_flip: bool = Field(False, description="images: random horizontal flips")
 
 
 class TeacherConfig(Strict):
@@ -96,7 +122,10 @@ class TeacherConfig(Strict):
 
 # --------------------------------------------------------------------------- upcycle
 class UpcycleConfig(Strict):
-    recipe: Literal["sparse"] = "sparse"
+    """Recipes: sparse (copies), dmu (diversified FFN variants), moepp (zero-computation
+    experts), mola (LoRA experts, counts per layer), phatgoose (independent LoRA experts)."""
+
+    recipe: Literal["sparse", "dmu", "moepp", "mola", "phatgoose"] = "sparse"
     num_experts: int = Field(4, ge=1, le=256)
     top_k: int = Field(2, ge=1, le=256)
     aux_coef: float = Field(1e-2, ge=0.0)
@@ -104,11 +133,27 @@ class UpcycleConfig(Strict):
     capacity_factor: float | None = Field(None, gt=0.0, description="None means dropless")
     train_scope: Literal["all", "router"] = "all"
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=10, lr=1e-3))
+    expert_epochs: int = Field(5, ge=1, le=1000, description="dmu/phatgoose: epochs per expert (and per gate)")
+    dmu_aux_coef: float = Field(1e-2, ge=0.0, description="dmu: balance coefficient of the router training")
+    lora_rank: int = Field(8, ge=1, le=1024)
+    lora_alpha: float = Field(16.0, gt=0.0)
+    mola_experts: list[int] = Field(default_factory=lambda: [2, 4, 6, 8],
+                                    description="mola: LoRA experts per group of layers, spread over the depth")
+    mola_aux_coef: float = Field(1e-3, ge=0.0)
+    moepp_zero: int = Field(1, ge=0, le=64)
+    moepp_copy: int = Field(1, ge=0, le=64)
+    moepp_constant: int = Field(1, ge=0, le=64)
+    moepp_tau: float = Field(0.75, gt=0.0, le=1.0, description="balance weight of zero-computation experts")
 
     @model_validator(mode="after")
     def _k_at_most_e(self) -> "UpcycleConfig":
-        if self.top_k > self.num_experts:
-            raise ValueError(f"top_k ({self.top_k}) must be <= num_experts ({self.num_experts})")
+        if self.recipe == "mola":
+            if not self.mola_experts or self.top_k > min(self.mola_experts):
+                raise ValueError(f"top_k ({self.top_k}) must be <= every mola_experts count ({self.mola_experts})")
+            return self
+        extra = self.moepp_zero + self.moepp_copy + self.moepp_constant if self.recipe == "moepp" else 0
+        if self.top_k > self.num_experts + extra:
+            raise ValueError(f"top_k ({self.top_k}) must be <= num_experts ({self.num_experts + extra})")
         return self
 
 
@@ -117,15 +162,35 @@ class DistillConfig(Strict):
     """Student distillation.
 
     Convention for `kd`: L = (1 - alpha) * CE(s, y) + alpha * T^2 * KL(p_t || p_s), so
-    `alpha` weights the distillation term (the mdistiller convention).
+    `alpha` weights the distillation term (the mdistiller convention). `kd`, `dual_head`
+    (main head) and `multi_teacher` use `temperature` and `alpha`; `dkd`, `sinkhorn` and
+    `dual_head` (auxiliary head) have their own keys below; `pld` has none (it replaces CE+KD).
+    Every CE term uses `train.label_smoothing`. The formulas are in each loss's docstring
+    (refinery/distill/<loss>.py).
     """
 
-    loss: Literal["kd"] = "kd"
+    loss: Literal["kd", "dkd", "sinkhorn", "dual_head", "pld", "multi_teacher"] = "kd"
     teacher: Literal["teacher", "upcycle"] = "upcycle"
     temperature: float = Field(4.0, gt=0.0, le=100.0)
     alpha: float = Field(0.9, ge=0.0, le=1.0)
+    dkd_alpha: float = Field(1.0, ge=0.0, description="dkd: weight of TCKD")
+    dkd_beta: float = Field(8.0, ge=0.0, description="dkd: weight of NCKD")
+    dkd_warmup_epochs: int = Field(20, ge=0, description="dkd: KD weight ramps as min(epoch / this, 1)")
+    sinkhorn_temperature: float = Field(2.0, gt=0.0, le=100.0)
+    sinkhorn_eps: float = Field(0.1, gt=0.0, description="sinkhorn: entropic regulariser, K = exp(-C / eps)")
+    sinkhorn_iters: int = Field(20, ge=1, le=1000, description="sinkhorn: row+column normalisation rounds")
+    sinkhorn_weight: float = Field(1.0, ge=0.0, description="sinkhorn: L = CE + weight * sum(P * C)")
+    dual_head_temperature: float = Field(2.0, gt=0.0, le=100.0)
+    dual_head_weight: float = Field(1.0, ge=0.0, description="dual_head: weight of the auxiliary head's loss")
     student: ModelConfig = Field(default_factory=lambda: ModelConfig(dim=32, heads=2, depth=1, conv_channels=16))
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _multi_teacher_needs_experts(self) -> "DistillConfig":
+        if self.loss == "multi_teacher" and self.teacher != "upcycle":
+            raise ValueError("distill.loss 'multi_teacher' distils the experts of the upcycled MoE; "
+                             "it needs distill.teacher 'upcycle'")
+        return self
 
 
 # --------------------------------------------------------------------------- unlearn
@@ -139,12 +204,46 @@ class FinetuneConfig(Strict):
     lr: float = Field(1e-3, gt=0.0, le=10.0)
 
 
+class GradAscentConfig(Strict):
+    epochs: int = Field(2, ge=1, le=1000)
+    lr: float = Field(1e-4, gt=0.0, le=10.0, description="very sensitive: choose it on val (bench/unlearn_quality.py)")
+
+
+class RandomLabelConfig(Strict):
+    epochs: int = Field(3, ge=1, le=1000)
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+
+
+class SalUnConfig(Strict):
+    epochs: int = Field(3, ge=1, le=1000)
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    sparsity: float = Field(0.5, gt=0.0, lt=1.0, description="share of weights the saliency mask keeps (top |grad|)")
+
+
+class LFSSDConfig(Strict):
+    alpha: float = Field(10.0, gt=0.0, description="selection threshold: I_f > alpha * I_D")
+    lam: float = Field(1.0, gt=0.0, description="dampening strength lambda")
+
+
+class SISAConfig(Strict):
+    shards: int = Field(4, ge=1, le=256)
+    slices: int = Field(4, ge=1, le=256)
+
+
+UnlearnMethod = Literal["retrain", "finetune", "ssd", "grad_ascent", "random_label", "salun", "lfssd", "sisa"]
+
+
 class UnlearnConfig(Strict):
-    methods: list[Literal["retrain", "finetune", "ssd"]] = Field(
-        default_factory=lambda: ["retrain", "finetune", "ssd"])
-    target: Literal["student", "teacher"] = "student"
+    methods: list[UnlearnMethod] = Field(default_factory=lambda: ["retrain", "finetune", "ssd"])
+    target: Literal["student", "teacher", "upcycle"] = "student"
     ssd: SSDConfig = Field(default_factory=SSDConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    grad_ascent: GradAscentConfig = Field(default_factory=GradAscentConfig)
+    random_label: RandomLabelConfig = Field(default_factory=RandomLabelConfig)
+    salun: SalUnConfig = Field(default_factory=SalUnConfig)
+    lfssd: LFSSDConfig = Field(default_factory=LFSSDConfig)
+    sisa: SISAConfig = Field(default_factory=SISAConfig)
+    audit: bool = Field(True, description="probe, relearn and noise checks per method (data/unlearn/metrics.json)")
 
     @model_validator(mode="after")
     def _methods_are_distinct(self) -> "UnlearnConfig":

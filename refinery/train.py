@@ -1,8 +1,9 @@
 """The one training loop every stage reuses: teacher, upcycle, distill and unlearning methods.
 
 AdamW, a one-cycle / cosine / constant LR computed from the step (so resuming needs no
-scheduler state), label smoothing, gradient clipping, batches sliced from in-memory tensors,
-and an epoch checkpoint (Zarr, no pickle) that makes a killed run resume where it stopped.
+scheduler state), label smoothing, gradient clipping, batches sliced from in-memory tensors
+(optionally an RS2 random subset per epoch), Multi-Sample Dropout and crop/flip augmentation
+(refinery/recipe.py, through the loss), and an epoch checkpoint (Zarr, no pickle) that makes a killed run resume where it stopped.
 
 Stages customise it through small hooks instead of copying it:
 - `loss(model, x, y, ids) -> loss` replaces cross-entropy (KD, random labels, ...);
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 from .config import TrainConfig
 from .data.dataset import Arrays
 from .models.moe import moe_layers
+from .recipe import augmented, multi_sample_dropout_loss
 from .store import load_checkpoint, save_checkpoint
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -78,6 +80,25 @@ def lr_factor(schedule: str, progress: float) -> float:
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**63 - 1)
+
+
+def subset_size(n: int, fraction: float) -> int:
+    return n if fraction >= 1.0 else max(1, round(fraction * n))
+
+
+def epoch_indices(n: int, fraction: float, seed: int, epoch: int) -> torch.Tensor:
+    """The sample order of one epoch. RS2 without replacement (Okanovic et al., "Repeated Random
+    Sampling for Minimizing the Time-to-Accuracy of Learning", 2023, Alg. 1): epoch e takes the
+    e-th slice of size r*n from a stream of random permutations, one per pass over the data, so
+    no sample repeats until all were seen. Pass j's permutation is seeded by (seed, j) alone:
+    with r = 1 a pass is an epoch, which is the full-data shuffle."""
+    size, start, parts = subset_size(n, fraction), epoch * subset_size(n, fraction), []
+    while sum(len(p) for p in parts) < size:
+        taken = sum(len(p) for p in parts)
+        data_pass, offset = divmod(start + taken, n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, data_pass)))
+        parts.append(perm[offset:offset + size - taken])
+    return torch.cat(parts)
 
 
 @torch.no_grad()
@@ -139,13 +160,17 @@ def fit(model: nn.Module, train: Arrays, cfg: TrainConfig, *, seed: int, val: Ar
         checkpoint: Path | None = None, arch: dict | None = None, desc: str = "train") -> FitResult:
     """Train `model` in place. With `checkpoint`, save every epoch and resume from it."""
     hooks = hooks or Hooks()
-    loss_fn = hooks.loss or cross_entropy_loss(cfg.label_smoothing)
+    loss_fn = hooks.loss or (cross_entropy_loss(cfg.label_smoothing) if cfg.msd_dropout == 0 else
+                             multi_sample_dropout_loss(cfg.msd_samples, cfg.msd_dropout, cfg.label_smoothing,
+                                                       aux=moe_aux_loss))
+    if cfg.augment_crop or cfg.augment_flip:
+        loss_fn = augmented(loss_fn, cfg.augment_crop, cfg.augment_flip)
     device = next(model.parameters()).device
     params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     data = train.to(device)
     n = len(data)
-    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    steps_per_epoch = max(1, math.ceil(subset_size(n, cfg.subset_fraction) / cfg.batch_size))  # RS2: schedule spans these
     total = cfg.epochs * steps_per_epoch
     key = _run_key(cfg, seed, data, params)
     start, history = _load_state(checkpoint, model, opt, key) if checkpoint else (0, [])
@@ -171,9 +196,8 @@ def fit(model: nn.Module, train: Arrays, cfg: TrainConfig, *, seed: int, val: Ar
 def _train_epoch(model, data, cfg, opt, params, loss_fn, hooks, epoch, seed, steps_per_epoch, total) -> dict:
     model.train()
     device = data.x.device
-    generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
     torch.manual_seed(epoch_seed(seed, epoch))  # dropout masks
-    order = torch.randperm(len(data), generator=generator).to(device)
+    order = epoch_indices(len(data), cfg.subset_fraction, seed, epoch).to(device)
     loss_sum = torch.zeros((), device=device)
     first_bad = torch.full((), -1, device=device, dtype=torch.long)
     for step in range(steps_per_epoch):

@@ -1,40 +1,56 @@
-"""distill: cache the teacher's logits, train the student with KD, and the scratch control."""
+"""distill: cache the teacher's logits, train the student with the configured KD loss, and the
+two controls every KD result is reported beside: `scratch` (the same student, CE only) and
+`random_teacher` (the same student and loss, distilled from an untrained teacher of the
+teacher's architecture)."""
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 from refinery.data import load_prepared
-from refinery.distill import make_loss
+from refinery.distill import TeacherTable, attached, cache, make_loss
 from refinery.models import build_model, count_params, make_arch
-from refinery.store import read_arrays, write_arrays, write_json
+from refinery.store import write_json
 from refinery.train import Hooks, accuracy, fit, predict_logits
 
 from .common import Workspace, log, pick_device, progress_reporter, seed_everything, write_manifest
 from .models import load_model, save_model, write_history
 
+RUNS = ("student", "scratch", "random_teacher")
 
-def cached_teacher(cache_path, num_samples: int, device) -> callable:
+
+def teacher_table(teacher, data, device) -> TeacherTable:
+    """Logits (and per-expert logits of an MoE) of `teacher` on the training split, by sample id."""
+    num_samples = len(data.train) + len(data.val) + len(data.test)
+    return cache.teacher_table(teacher, data.train.x, data.train.ids, num_samples, device)
+
+
+def cached_teacher(cache_path, num_samples: int, device) -> TeacherTable:
     """A lookup (x, ids) -> teacher logits served from the Zarr cache, keyed by sample id."""
-    data, _ = read_arrays(cache_path, ["sample_id", "logits"])
-    table = torch.full((num_samples, data["logits"].shape[1]), float("nan"))
-    table[torch.from_numpy(data["sample_id"])] = torch.from_numpy(data["logits"])
-    table = table.to(device)
-    return lambda x, ids: table[ids]
+    return cache.read_cache(cache_path, num_samples, device)
 
 
-def train_student(cfg, data, device, loss_name: str | None, teacher_lookup, ws: Workspace):
-    """Train one student from the same seed; `loss_name=None` is the CE-only scratch control."""
+def train_student(cfg, data, device, run: str, teacher_lookup, ws: Workspace):
+    """Train one student from the same seed; `teacher_lookup=None` is the CE-only scratch control."""
     seed_everything(cfg.seed)
     arch = make_arch(cfg.distill.student.model_dump(mode="json"), data.in_shape, data.num_classes)
     model = build_model(arch).to(device)
-    name = loss_name or "scratch"
-    hooks = Hooks(on_epoch=progress_reporter(f"distill-{name}-progress", f"student ({name})"))
-    if loss_name:
-        hooks.loss = make_loss(cfg.distill, teacher_lookup)
-    result = fit(model, data.train, cfg.distill.train, seed=cfg.seed, val=data.val, arch=arch, hooks=hooks,
-                 checkpoint=ws.resume_path(f"distill-{name}"), desc=f"student ({name})")
+    hooks = Hooks(on_epoch=progress_reporter(f"distill-{run}-progress", f"student ({run})"))
+    hooks.loss = make_loss(cfg.distill, teacher_lookup) if teacher_lookup is not None else None
+    # A loss with its own parts (auxiliary head, router, epoch count) trains attached to the
+    # student and is taken off before the student is saved or counted.
+    with attached(model, hooks.loss):
+        result = fit(model, data.train, cfg.distill.train, seed=cfg.seed, val=data.val, arch=arch, hooks=hooks,
+                     checkpoint=ws.resume_path(f"distill-{run}"), desc=f"student ({run})")
     return model, arch, result
+
+
+def random_teacher_table(cfg, teacher_arch: dict, data, device) -> TeacherTable:
+    """The teacher's architecture at initialisation (seeded by the run's seed), never trained."""
+    seed_everything(cfg.seed)
+    untrained = build_model(teacher_arch).to(device).eval()
+    return teacher_table(untrained, data, device)
+
+
+def agreement(model, teacher, test) -> float:
+    return float((predict_logits(model, test.x).argmax(1) == predict_logits(teacher, test.x).argmax(1)).float().mean())
 
 
 def distill(ws: Workspace) -> None:
@@ -43,29 +59,33 @@ def distill(ws: Workspace) -> None:
     teacher_path = ws.stage_dir(cfg.distill.teacher) / "model.zarr"
     data = load_prepared(arrays)
     device = pick_device(cfg.device)
-    teacher, _ = load_model(teacher_path, device)
-    logits = predict_logits(teacher, data.train.x)
-    write_arrays(out / "teacher_logits.zarr", {"sample_id": data.train.ids.numpy(), "logits": logits.numpy()},
-                 {"teacher": cfg.distill.teacher})
+    teacher, teacher_arch = load_model(teacher_path, device)
+    cache.write_cache(out / "teacher_logits.zarr", teacher_table(teacher, data, device), data.train.ids, cfg.distill.teacher)
     num_samples = len(data.train) + len(data.val) + len(data.test)
-    lookup = cached_teacher(out / "teacher_logits.zarr", num_samples, device)
-    student, arch, kd_run = train_student(cfg, data, device, cfg.distill.loss, lookup, ws)
-    scratch, _, scratch_run = train_student(cfg, data, device, None, None, ws)
+    # Training reads the cache (augmentation is off, so the teacher's logits never change).
+    lookups = {"student": cached_teacher(out / "teacher_logits.zarr", num_samples, device), "scratch": None,
+               "random_teacher": random_teacher_table(cfg, teacher_arch, data, device)}
+    models, runs = {}, {}
+    for run in RUNS:
+        models[run], arch, runs[run] = train_student(cfg, data, device, run, lookups[run], ws)
     test = data.test.to(device)
-    agreement = float((predict_logits(student, test.x).argmax(1) == predict_logits(teacher, test.x).argmax(1)).float().mean())
-    save_model(out / "student.zarr", student, arch, extra={"loss": cfg.distill.loss})
-    save_model(out / "scratch.zarr", scratch, arch, extra={"loss": "scratch"})
-    write_history(out / "history.parquet", {f"student ({cfg.distill.loss})": kd_run, "scratch": scratch_run})
-    metrics = {"student": {"test_acc": accuracy(student, test), "params": count_params(student),
-                           "agreement": agreement, "train_seconds": kd_run.seconds},
-               "scratch": {"test_acc": accuracy(scratch, test), "train_seconds": scratch_run.seconds},
-               "teacher": {"test_acc": accuracy(teacher, test), "source": cfg.distill.teacher},
-               "loss": cfg.distill.loss}
+    for run in RUNS:
+        source = {"scratch": None, "random_teacher": "untrained"}.get(run, cfg.distill.teacher)
+        save_model(out / f"{run}.zarr", models[run], arch,
+                   extra={"loss": cfg.distill.loss if source else "scratch", "teacher": source})
+    write_history(out / "history.parquet", {f"student ({cfg.distill.loss})": runs["student"], "scratch": runs["scratch"],
+                                            f"random_teacher ({cfg.distill.loss})": runs["random_teacher"]})
+    metrics = {run: {"test_acc": accuracy(models[run], test), "agreement": agreement(models[run], teacher, test),
+                     "train_seconds": runs[run].seconds} for run in RUNS}
+    metrics["student"]["params"] = count_params(models["student"])
+    metrics["teacher"] = {"test_acc": accuracy(teacher, test), "source": cfg.distill.teacher}
+    metrics["loss"] = cfg.distill.loss
     write_json(out / "metrics.json", metrics)
-    log.info("distill: student (%s) %.4f, scratch %.4f, teacher %.4f", cfg.distill.loss,
-             metrics["student"]["test_acc"], metrics["scratch"]["test_acc"], metrics["teacher"]["test_acc"])
+    log.info("distill: student (%s) %.4f, scratch %.4f, random teacher %.4f, teacher %.4f", cfg.distill.loss,
+             metrics["student"]["test_acc"], metrics["scratch"]["test_acc"], metrics["random_teacher"]["test_acc"],
+             metrics["teacher"]["test_acc"])
     write_manifest(ws, "distill", {"seed": cfg.seed, "distill": cfg.distill.model_dump(mode="json")},
                    inputs=[arrays, teacher_path],
-                   outputs=[out / "teacher_logits.zarr", out / "student.zarr", out / "scratch.zarr"])
-    for name in (cfg.distill.loss, "scratch"):
-        ws.clear_resume(f"distill-{name}")
+                   outputs=[out / "teacher_logits.zarr", *(out / f"{run}.zarr" for run in RUNS)])
+    for run in RUNS:
+        ws.clear_resume(f"distill-{run}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from refinery.data import SPLIT_NAMES, TRAIN, load_source, read_ids_file, resolve_request, stratified_split
+from refinery.data import SPLIT_NAMES, TRAIN, DataSourceError, load_source, read_ids_file, resolve_request, stratified_split
+from refinery.data.forget import FORGOTTEN
 from refinery.store import write_arrays, write_table
 
 from .common import Workspace, log, write_manifest
@@ -13,7 +14,12 @@ from .common import Workspace, log, write_manifest
 def prepare(ws: Workspace) -> None:
     cfg = ws.config()
     out = ws.stage_dir("prepare")
-    source = load_source(cfg.data.source, n_samples=cfg.data.n_samples)
+    d = cfg.data
+    source = load_source(d.source, n_samples=d.n_samples, path=ws.root / d.path if d.path else None,
+                         resize=tuple(d.resize) if d.resize else None,
+                         image_column=d.image_column, label_column=d.label_column)
+    if d.split == "published" and source.published_test is None:
+        raise DataSourceError(f"{d.path}: data.split 'published' needs a test split in the file (x_test, y_test)")
     split = stratified_split(source.y, cfg.data.val_fraction, cfg.data.test_fraction, cfg.seed,
                              source.published_test if cfg.data.split == "published" else None)
     f = cfg.forget
@@ -23,17 +29,21 @@ def prepare(ws: Workspace) -> None:
     sample_id = np.arange(len(source.y), dtype=np.int64)
     # arrays.zarr holds only what training needs, so a new forget request leaves it (and every
     # stage that reads only it) unchanged.
-    write_arrays(out / "arrays.zarr", {"x": source.x, "y": source.y, "split": split},
-                 {"source": cfg.data.source, "num_classes": source.num_classes,
-                  "in_shape": list(source.x.shape[1:])})
+    attrs = {"source": cfg.data.source, "num_classes": source.num_classes, "in_shape": list(source.x.shape[1:])}
+    trained_on = split
+    if f.exact:  # exact request: D_f leaves the training split, so every stage downstream reruns without it
+        trained_on = split.copy()
+        trained_on[forget_ids] = FORGOTTEN
+        attrs["forgotten"] = int(len(forget_ids))
+    write_arrays(out / "arrays.zarr", {"x": source.x, "y": source.y, "split": trained_on}, attrs)
     index = pd.DataFrame({"sample_id": sample_id, "split": [SPLIT_NAMES[s] for s in split],
                           "label": source.y, "forget": np.isin(sample_id, forget_ids)})
     write_table(out / "index.parquet", index)
     write_table(out / "forget.parquet", pd.DataFrame({"sample_id": forget_ids}),
                 metadata={"mode": f.mode, "request": f.model_dump(mode="json")})
     counts = index.groupby("split").size().to_dict()
-    log.info("prepared %s: %s; forget request: %d training samples (%s)",
-             cfg.data.source, counts, len(forget_ids), f.mode)
+    log.info("prepared %s: %s; forget request: %d training samples (%s%s)",
+             cfg.data.source, counts, len(forget_ids), f.mode, ", exact: removed from training" if f.exact else "")
     write_manifest(ws, "prepare", {"seed": cfg.seed, "data": cfg.data.model_dump(mode="json"),
                                    "forget": f.model_dump(mode="json")},
                    inputs=[ws.root / f.ids_file] if f.mode == "ids" else [],

@@ -24,6 +24,8 @@ def teacher(ws: Workspace) -> None:
     result = fit(model, data.train, cfg.teacher.train, seed=cfg.seed, val=data.val, arch=arch,
                  checkpoint=ws.resume_path("teacher"), desc="teacher",
                  hooks=Hooks(on_epoch=progress_reporter("teacher-progress", "teacher training")))
+    if result.resumed_from:
+        log.info("teacher: resumed from the checkpoint of epoch %d", result.resumed_from)
     test_acc = accuracy(model, data.test.to(device))
     save_model(out / "model.zarr", model, arch, step=len(result.history))
     write_history(out / "history.parquet", {"teacher": result})

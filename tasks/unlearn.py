@@ -1,37 +1,80 @@
 """unlearn: make the deployed model forget the forget set, by each configured method, and score
-every result against retraining (UA, RA, TA, MIA-efficacy, Avg.Gap, seconds)."""
+every result against retraining (UA, RA, TA, MIA-efficacy, Avg.Gap, seconds), plus an audit
+(linear probe, relearn steps, UA on noisy inputs) under the key "audit".
+
+Request-independent work is cached outside DVC's outputs, keyed by content, under
+.refinery/cache/unlearn/: SSD's and LFSSD's full-data importance I_D (keyed by the target
+model's content hash) and the SISA deployment (keyed by the training data and recipe).
+`seconds` is the per-request time; `seconds_with_importance` / `seconds_with_training` add
+the cached part's (measured) cost.
+"""
 from __future__ import annotations
 
+import hashlib
 import time
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
 
 from refinery.data import load_prepared
+from refinery.data.dataset import Arrays
+from refinery.data.forget import FORGOTTEN
 from refinery.distill import make_loss
 from refinery.metrics.unlearning import avg_gap, confidence, unlearning_scores
-from refinery.store import atomic_path, read_table, write_json, write_table
-from refinery.train import predict_logits
-from refinery.unlearn import UnlearnContext, run_method
+from refinery.store import (atomic_path, load_checkpoint, open_group, read_arrays, read_table, save_checkpoint,
+                            write_json, write_table)
+from refinery.train import accuracy, predict_logits
+from refinery.unlearn import UnlearnContext, importance, run_method
+from refinery.unlearn.audit import audit
+from refinery.unlearn.lfssd import lf_importance
+from refinery.unlearn.sisa import SISAEnsemble, deploy, deployment_key, load_deployment, save_deployment
 
 from .common import Workspace, log, pick_device, progress_reporter, seed_everything, write_manifest
 from .distill import cached_teacher
 from .models import load_model, save_model
 
+TARGETS = {"teacher": ("teacher", "model.zarr"), "upcycle": ("upcycle", "model.zarr"),
+           "student": ("distill", "student.zarr")}
+
+
+def training_split(arrays: Path, train: Arrays) -> Arrays:
+    """The training split as the request saw it: with `forget.exact`, prepare moved D_f out of
+    it (split code FORGOTTEN) so no stage trained on it; it is put back here to be scored."""
+    split = read_arrays(arrays, ["split"])[0]["split"]
+    if not (split == FORGOTTEN).any():
+        return train
+    data, _ = read_arrays(arrays, ["x", "y"])
+    ids = np.flatnonzero(split == FORGOTTEN)
+    extra = Arrays(torch.from_numpy(data["x"][ids]), torch.from_numpy(data["y"][ids]).long(), torch.from_numpy(ids))
+    order = torch.argsort(torch.cat([train.ids, extra.ids]))
+    return Arrays(torch.cat([train.x, extra.x])[order], torch.cat([train.y, extra.y])[order],
+                  torch.cat([train.ids, extra.ids])[order])
+
+
+def target_path(ws: Workspace, target: str) -> Path:
+    stage, name = TARGETS[target]
+    return ws.stage_dir(stage) / name
+
 
 def build_context(ws: Workspace, cfg, data, device) -> UnlearnContext:
-    """The target model with its own recipe: the student keeps its KD loss, the teacher its CE."""
+    """The target model with its own recipe: the student keeps its KD loss, the teacher and the
+    upcycled MoE their CE (the MoE's includes its balance loss)."""
     forget_ids = read_table(ws.stage_dir("prepare") / "forget.parquet")["sample_id"].to_numpy()
+    train = training_split(ws.stage_dir("prepare") / "arrays.zarr", data.train)
+    model, arch = load_model(target_path(ws, cfg.unlearn.target), device)
+    loss = None
     if cfg.unlearn.target == "student":
-        model, arch = load_model(ws.stage_dir("distill") / "student.zarr", device)
-        num_samples = len(data.train) + len(data.val) + len(data.test)
+        num_samples = len(train) + len(data.val) + len(data.test)
         lookup = cached_teacher(ws.stage_dir("distill") / "teacher_logits.zarr", num_samples, device)
         train_cfg, loss = cfg.distill.train, make_loss(cfg.distill, lookup)
+    elif cfg.unlearn.target == "upcycle":
+        train_cfg = cfg.upcycle.train
     else:
-        model, arch = load_model(ws.stage_dir("teacher") / "model.zarr", device)
-        train_cfg, loss = cfg.teacher.train, None
-    return UnlearnContext(model=model, arch=arch, retain=data.train.without(forget_ids),
-                          forget=data.train.only(forget_ids), train_cfg=train_cfg, seed=cfg.seed,
-                          cfg=cfg.unlearn, model_loss=loss)
+        train_cfg = cfg.teacher.train
+    return UnlearnContext(model=model, arch=arch, retain=train.without(forget_ids), forget=train.only(forget_ids),
+                          train_cfg=train_cfg, seed=cfg.seed, cfg=cfg.unlearn, model_loss=loss, val=data.val)
 
 
 def score(model, ctx: UnlearnContext, test, seed: int) -> tuple[dict, pd.Series]:
@@ -40,37 +83,103 @@ def score(model, ctx: UnlearnContext, test, seed: int) -> tuple[dict, pd.Series]
     return scores, pd.Series(confidence(lf, ctx.forget.y))
 
 
+def cached_importance(ws: Workspace, kind: str, ctx: UnlearnContext, model_hash: str) -> tuple[dict, float]:
+    """(I_D, seconds it took to compute) for `kind` in {ssd, lfssd}, computed once per target
+    model (content hash), training data and batch size, and reused for every request."""
+    full = ctx.full()
+    h = hashlib.sha256(f"{kind}|{model_hash}|{ctx.train_cfg.batch_size}".encode())
+    h.update(full.ids.numpy().tobytes())
+    path = ws.root / ".refinery" / "cache" / "unlearn" / f"{kind}_importance" / f"{h.hexdigest()[:20]}.zarr"
+    if (path / "zarr.json").exists():
+        tensors, attrs = load_checkpoint(path)
+        return {n: t.to(ctx.device) for n, t in tensors.items()}, float(attrs["extra"]["seconds"])
+    fn = importance if kind == "ssd" else lf_importance
+    started = time.perf_counter()
+    imp = fn(ctx.model, full, ctx.train_cfg.batch_size)
+    seconds = time.perf_counter() - started
+    save_checkpoint(path, imp, {}, packed=True, extra={"seconds": seconds, "model_hash": model_hash, "kind": kind})
+    return imp, seconds
+
+
+def cached_sisa(ws: Workspace, ctx: UnlearnContext):
+    """The SISA deployment trained on D = D_r ∪ D_f (the deployed system a request arrives at)."""
+    s = ctx.cfg.sisa
+    full = ctx.full()
+    key = deployment_key(ctx.arch, full, ctx.train_cfg, ctx.seed, s.shards, s.slices)
+    path = ws.root / ".refinery" / "cache" / "unlearn" / "sisa" / f"{key}.zarr"
+    if (path / "zarr.json").exists():
+        return load_deployment(path, ctx.device)
+    deployment = deploy(ctx.arch, full, ctx.train_cfg, ctx.seed, s.shards, s.slices, ctx.device)
+    save_deployment(path, deployment)
+    return deployment
+
+
+def method_options(ws: Workspace, name: str, ctx: UnlearnContext, model_hash: str) -> tuple[dict, dict]:
+    """(keyword options for the method, extra timing fields) for the request-independent parts."""
+    if name in ("ssd", "lfssd"):
+        imp, seconds = cached_importance(ws, name, ctx, model_hash)
+        return {"full_importance": imp}, {"importance_seconds": seconds}
+    if name == "sisa":
+        deployment = cached_sisa(ws, ctx)
+        return {"deployment": deployment}, {"training_seconds": deployment.seconds}
+    return {}, {}
+
+
+def run_one(ws: Workspace, name: str, ctx: UnlearnContext, test, seed: int, model_hash: str):
+    """Run one method; return (model, results row, per-sample confidences)."""
+    options, extra = method_options(ws, name, ctx, model_hash)
+    seed_everything(seed)
+    ctx.on_epoch = progress_reporter(f"unlearn-{name.replace('_', '-')}-progress", f"unlearn ({name})")
+    started = time.perf_counter()
+    model = run_method(name, ctx, **options)
+    seconds = time.perf_counter() - started
+    scores, conf = score(model, ctx, test, seed)
+    row = dict(scores, seconds=seconds)
+    if "importance_seconds" in extra:
+        row["seconds_with_importance"] = seconds + extra["importance_seconds"]
+    if "training_seconds" in extra:
+        row["seconds_with_training"] = seconds + extra["training_seconds"]
+    log.info("unlearn %-12s UA %6.2f RA %6.2f TA %6.2f MIA %6.2f in %.2fs", name,
+             scores["UA"], scores["RA"], scores["TA"], scores["MIA"], seconds)
+    return model, row, conf
+
+
 def unlearn(ws: Workspace) -> None:
     cfg = ws.config()
     out, arrays = ws.stage_dir("unlearn"), ws.stage_dir("prepare") / "arrays.zarr"
     data = load_prepared(arrays)
     device = pick_device(cfg.device)
     ctx = build_context(ws, cfg, data, device)
-    log.info("unlearn: %s forgets %d of %d training samples", cfg.unlearn.target, len(ctx.forget), len(data.train))
-    results, per_sample = {}, []
+    model_hash = str(open_group(target_path(ws, cfg.unlearn.target)).attrs.get("content_hash", ""))
+    log.info("unlearn: %s forgets %d of %d training samples%s", cfg.unlearn.target, len(ctx.forget),
+             len(ctx.retain) + len(ctx.forget), " (exact: the lineage never saw them)" if cfg.forget.exact else "")
+    results, per_sample, audits = {}, [], []
     base_scores, base_conf = score(ctx.model, ctx, data.test, cfg.seed)
     results["original"] = dict(base_scores, seconds=0.0)
     per_sample.append(pd.DataFrame({"method": "original", "sample_id": ctx.forget.ids.numpy(), "confidence": base_conf}))
+    original_forget_acc = accuracy(ctx.model, ctx.forget)
+    models = {"original": ctx.model}
     # retrain first: every gap is measured against it
     methods = ["retrain"] + [m for m in cfg.unlearn.methods if m != "retrain"]
     with atomic_path(out / "models") as models_dir:
         models_dir.mkdir(parents=True)
         for name in methods:
-            seed_everything(cfg.seed)
-            ctx.on_epoch = progress_reporter(f"unlearn-{name}-progress", f"unlearn ({name})")
-            started = time.perf_counter()
-            model = run_method(name, ctx)
-            seconds = time.perf_counter() - started
-            scores, conf = score(model, ctx, data.test, cfg.seed)
-            results[name] = dict(scores, seconds=seconds)
+            model, results[name], conf = run_one(ws, name, ctx, data.test, cfg.seed, model_hash)
             per_sample.append(pd.DataFrame({"method": name, "sample_id": ctx.forget.ids.numpy(), "confidence": conf}))
-            save_model(models_dir / f"{name}.zarr", model, ctx.arch, extra={"method": name})
-            log.info("unlearn %-9s UA %6.2f RA %6.2f TA %6.2f MIA %6.2f in %.2fs", name,
-                     scores["UA"], scores["RA"], scores["TA"], scores["MIA"], seconds)
+            arch = model.arch if isinstance(model, SISAEnsemble) else ctx.arch  # SISA: its ensemble record
+            save_model(models_dir / f"{name}.zarr", model, arch, extra={"method": name})
+            models[name] = model
     for name, res in results.items():
         res["gap"] = avg_gap(res, results["retrain"])
+    if cfg.unlearn.audit and len(ctx.forget):
+        for name, model in models.items():
+            audits.append(dict(method=name, **audit(model, ctx.forget, data.test, original_forget_acc,
+                                                    ctx.train_cfg, cfg.seed)))
     write_table(out / "forget_scores.parquet", pd.concat(per_sample, ignore_index=True))
-    write_json(out / "metrics.json", dict(results, target=cfg.unlearn.target, forget_size=len(ctx.forget)))
-    write_manifest(ws, "unlearn", {"seed": cfg.seed, "unlearn": cfg.unlearn.model_dump(mode="json")},
-                   inputs=[arrays, ws.stage_dir("prepare") / "forget.parquet"],
+    lineage = ["prepare", "teacher", "upcycle", "distill", "unlearn"] if cfg.forget.exact else []
+    write_json(out / "metrics.json", dict(results, target=cfg.unlearn.target, forget_size=len(ctx.forget),
+                                          exact=cfg.forget.exact, retrained_stages=lineage, audit=audits))
+    write_manifest(ws, "unlearn", {"seed": cfg.seed, "unlearn": cfg.unlearn.model_dump(mode="json"),
+                                   "forget_exact": cfg.forget.exact},
+                   inputs=[arrays, ws.stage_dir("prepare") / "forget.parquet", target_path(ws, cfg.unlearn.target)],
                    outputs=[out / "models", out / "forget_scores.parquet"])

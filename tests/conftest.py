@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.project import API_URL, copy_project, run
+
 BIN = Path(sys.executable).parent
 
 
@@ -50,3 +52,18 @@ def prefect_api(tmp_path_factory) -> str:
     except subprocess.TimeoutExpired:
         server.kill()
     log.close()
+
+
+@pytest.fixture(scope="session")
+def shared_server(prefect_api):
+    """Point every CLI call made through tests.project.run at the session's Prefect server."""
+    API_URL["url"] = prefect_api
+    yield prefect_api
+
+
+@pytest.fixture(scope="session")
+def smoke_project(tmp_path_factory, shared_server) -> Path:
+    """One `refinery run --pipeline smoke` in a copy of the project, shared by the session."""
+    project = copy_project(tmp_path_factory.mktemp("smoke"))
+    run(project, "refinery", "run", "--pipeline", "smoke")
+    return project

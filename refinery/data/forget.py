@@ -64,3 +64,8 @@ def resolve_request(mode: str, *, y: np.ndarray, train_mask: np.ndarray, seed: i
     if len(chosen) >= len(train_ids):
         raise ForgetRequestError(f"{source}: the request covers every training sample; nothing would remain")
     return chosen
+
+
+# Split code, in arrays.zarr, of training samples removed by an exact request (`forget.exact`):
+# not train, val or test, so no stage trains on them, while the unlearn stage can still score them.
+FORGOTTEN = 3

@@ -1,19 +1,17 @@
-"""Dataset sources. Nothing here downloads: digits ships with scikit-learn, and MNIST-1D is
-generated locally from its templates (`make_dataset`; never `get_dataset`, which downloads)."""
+"""Dataset sources, chosen by name (`data.source`). Nothing here downloads: digits ships with
+scikit-learn, MNIST-1D is generated locally from its templates (`make_dataset`; never
+`get_dataset`, which downloads), and user data (CIFAR batches, an image folder, Parquet, NPZ)
+comes from `data.path`. Bad user data raises DataSourceError, one line naming the file."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-
-@dataclass
-class Source:
-    x: np.ndarray            # float32, (N, C, ...) channels first
-    y: np.ndarray            # int64, (N,)
-    num_classes: int
-    published_test: np.ndarray | None = None  # bool (N,), where the source defines its own test split
+from .base import DataSourceError, Source
+from .cifar import load_cifar10, load_cifar100
+from .imagefolder import load_imagefolder
+from .tabular import load_npz, load_parquet
 
 
 def load_digits_source(**_: object) -> Source:
@@ -37,10 +35,12 @@ def load_mnist1d_source(n_samples: int = 5000, **_: object) -> Source:
     return Source(x=x, y=y, num_classes=10, published_test=test)
 
 
-SOURCES: dict[str, Callable[..., Source]] = {"digits": load_digits_source, "mnist1d": load_mnist1d_source}
+SOURCES: dict[str, Callable[..., Source]] = {
+    "digits": load_digits_source, "mnist1d": load_mnist1d_source, "cifar10": load_cifar10,
+    "cifar100": load_cifar100, "imagefolder": load_imagefolder, "parquet": load_parquet, "npz": load_npz}
 
 
 def load_source(name: str, **kwargs: object) -> Source:
     if name not in SOURCES:
-        raise ValueError(f"data.source: unknown source {name!r}; known: {', '.join(SOURCES)}")
+        raise DataSourceError(f"data.source: unknown source {name!r}; known: {', '.join(SOURCES)}")
     return SOURCES[name](**kwargs)

@@ -15,13 +15,19 @@ from ..config import DistillConfig
 from . import TeacherLookup, register
 
 
+def kd_term(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 * KL(softmax(t/T) || softmax(s/T)), averaged over the batch."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
+                    reduction="batchmean", log_target=True) * t * t
+
+
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, temperature: float,
             alpha: float, label_smoothing: float = 0.0) -> torch.Tensor:
-    t = temperature
-    soft = F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
-                    reduction="batchmean", log_target=True) * t * t
     hard = F.cross_entropy(student, y, label_smoothing=label_smoothing)
-    return (1 - alpha) * hard + alpha * soft
+    if alpha == 0:
+        return hard  # exactly CE: no teacher term, not even 0 * a NaN from a missing cache row
+    return (1 - alpha) * hard + alpha * kd_term(student, teacher, temperature)
 
 
 @register("kd")

@@ -13,9 +13,11 @@ from torch import nn
 from .blocks import Block, FeedForward
 from .cct import CCT
 from .mlp import MLP
-from .moe import MoE, moe_layers
+from .resnet import resnet8x4, resnet32x4
+from .moe import MoE, Routed, moe_layers, routed_aux_loss, routed_layers
 
-BACKBONES: dict[str, Callable[..., nn.Module]] = {"cct": CCT, "mlp": MLP}
+BACKBONES: dict[str, Callable[..., nn.Module]] = {"cct": CCT, "mlp": MLP, "resnet8x4": resnet8x4,
+                                                  "resnet32x4": resnet32x4}
 
 
 def make_arch(model_cfg: dict[str, Any], in_shape: tuple[int, ...], num_classes: int,
@@ -27,14 +29,41 @@ def blocks_of(model: nn.Module) -> list[Block]:
     return [m for m in model.modules() if isinstance(m, Block)]
 
 
+def _layer_kinds() -> dict[str, Callable[..., nn.Module]]:
+    from .lora import MoLA, Phatgoose
+    from .moepp import MoEPlusPlus
+    return {"moe": MoE.from_ffn, "moepp": MoEPlusPlus.from_ffn, "mola": MoLA.from_ffn,
+            "phatgoose": Phatgoose.from_ffn}
+
+
 def attach_moe(model: nn.Module, moe: dict[str, Any]) -> None:
-    """Replace every block's FFN by an MoE of the given settings (sparse-upcycled from it)."""
-    for block in blocks_of(model):
-        if isinstance(block.ffn, FeedForward):
-            block.ffn = MoE.from_ffn(block.ffn, **moe)
+    """Replace every block's FFN by a routed layer described by `moe` (built from that FFN).
+
+    `moe["kind"]` picks the layer: "moe" (the default, so older records without a kind still
+    load), "moepp", "mola" or "phatgoose"; the other keys are its constructor arguments. A
+    list for `num_experts` gives one count per block (MoLA's per-layer counts).
+    """
+    settings = dict(moe)
+    kind = settings.pop("kind", "moe")
+    kinds = _layer_kinds()
+    if kind not in kinds:
+        raise ValueError(f"unknown MoE kind {kind!r}; known: {', '.join(kinds)}")
+    blocks = [b for b in blocks_of(model) if isinstance(b.ffn, FeedForward)]
+    counts = settings.pop("num_experts")
+    if isinstance(counts, (list, tuple)) and len(counts) != len(blocks):
+        raise ValueError(f"num_experts lists {len(counts)} layers, the model has {len(blocks)}")
+    for i, block in enumerate(blocks):
+        count = counts[i] if isinstance(counts, (list, tuple)) else counts
+        block.ffn = kinds[kind](block.ffn, num_experts=int(count), **settings)
+    if kind == "moepp":
+        from .moepp import link_gating_residuals
+        link_gating_residuals([b.ffn for b in blocks])
 
 
 def build_model(arch: dict[str, Any]) -> nn.Module:
+    if arch.get("ensemble"):  # a SISA ensemble of members described by the rest of the record
+        from ..unlearn.sisa import build_ensemble
+        return build_ensemble(arch)
     cfg = dict(arch["backbone"])
     name = cfg.pop("arch")
     if name not in BACKBONES:
@@ -50,4 +79,4 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 __all__ = ["BACKBONES", "CCT", "MLP", "MoE", "attach_moe", "blocks_of", "build_model", "count_params",
-           "make_arch", "moe_layers"]
+           "make_arch", "moe_layers", "routed_aux_loss", "routed_layers", "Routed"]

@@ -21,18 +21,27 @@ class FeedForward(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+    """Multi-head self-attention, optionally with the output gate of Qiu et al., "Gated Attention
+    for Large Language Models" (2025): Y' = Y * sigmoid(X W_g + b_g) after SDPA, elementwise and
+    head-specific (each head's channels get their own gate), computed from the same input X as
+    the query. The gate adds non-linearity and sparsity between the value and output maps."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, gated: bool = False):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
+        self.gate = nn.Linear(dim, dim) if gated else None
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(b, n, d))
+        y = y.transpose(1, 2).reshape(b, n, d)  # heads concatenated, so gate channels follow heads
+        if self.gate is not None:
+            y = y * torch.sigmoid(self.gate(x))
+        return self.proj(y)
 
 
 class Block(nn.Module):

@@ -4,6 +4,7 @@ Compact Transformers", 2021).
 A convolutional tokenizer (conv, ReLU, max-pool) turns an image (Conv2d) or a 1-D signal
 (Conv1d) into tokens; pre-norm transformer blocks mix them; SeqPool replaces the class token
 with attention-weighted pooling, z = softmax(g(x_L))^T x_L (Eq. 2 of the paper).
+`gated_attention` adds the sigmoid output gate of Gated Attention (see blocks.SelfAttention).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import Block
+from .blocks import Block, SelfAttention
 
 
 class ConvTokenizer(nn.Module):
@@ -42,7 +43,7 @@ class SeqPool(nn.Module):
 class CCT(nn.Module):
     def __init__(self, in_shape: tuple[int, ...], num_classes: int, dim: int = 64, depth: int = 2,
                  heads: int = 2, mlp_ratio: float = 2.0, conv_channels: int = 32, conv_kernel: int = 3,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, gated_attention: bool = False, **_unused):
         super().__init__()
         ndim = len(in_shape) - 1
         if ndim not in (1, 2):
@@ -53,6 +54,9 @@ class CCT(nn.Module):
         self.pos = nn.Parameter(torch.randn(1, tokens, dim) * 0.02)
         hidden = int(dim * mlp_ratio)
         self.blocks = nn.ModuleList(Block(dim, heads, hidden, dropout) for _ in range(depth))
+        if gated_attention:
+            for block in self.blocks:
+                block.attn = SelfAttention(dim, heads, dropout, gated=True)
         self.norm = nn.LayerNorm(dim)
         self.pool = SeqPool(dim)
         self.head = nn.Linear(dim, num_classes)

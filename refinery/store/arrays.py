@@ -1,5 +1,8 @@
 """Named numpy arrays in a sharded Zarr v3 group.
 
+The group attrs carry `arrays_hash`, a sha256 over every array, checked whenever the whole
+group is read, so a flipped byte or a lost chunk is caught before anything uses the data.
+
 Each array is one shard (one file on disk) of small chunks, so DVC hashes a handful of files
 instead of thousands, while readers can still fetch chunks independently.
 """
@@ -14,6 +17,7 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from .atomic import atomic_path
+from .hashing import arrays_hash
 
 FORMAT = "refinery.arrays/1"
 
@@ -36,7 +40,8 @@ def write_arrays(dest: Path | str, arrays: Mapping[str, np.ndarray], attrs: dict
     """Atomically write `arrays` as a Zarr v3 group at `dest` with group attrs `attrs`."""
     with atomic_path(dest) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        group.attrs.update({"format": FORMAT, **json.loads(json.dumps(attrs or {}))})
+        group.attrs.update({"format": FORMAT, **json.loads(json.dumps(attrs or {})),
+                            "arrays_hash": arrays_hash(arrays)})
         for name, value in arrays.items():
             value = np.ascontiguousarray(value)
             chunks, shards = _chunking(value.shape, chunk_rows)
@@ -68,4 +73,7 @@ def read_arrays(path: Path | str, names: list[str] | None = None) -> tuple[dict[
             out[name] = group[name][...]
         except Exception as exc:
             raise ArtifactError(f"{path}/{name}: unreadable chunk data: {exc}") from None
-    return out, dict(group.attrs)
+    attrs = dict(group.attrs)
+    if "arrays_hash" in attrs and set(out) == set(group.array_keys()) and arrays_hash(out) != attrs["arrays_hash"]:
+        raise ArtifactError(f"{path}: content hash mismatch; the arrays are corrupted or were modified")
+    return out, attrs

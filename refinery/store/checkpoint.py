@@ -7,7 +7,6 @@ is built from it. bfloat16 has no Zarr dtype, so its raw bits are stored as uint
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 
 from .arrays import ArtifactError, read_arrays, write_arrays
+from .hashing import arrays_hash
 
 FORMAT = "refinery.checkpoint/1"
 _ALLOWED_DTYPES = {
@@ -35,12 +35,7 @@ def _to_numpy(t: torch.Tensor) -> tuple[np.ndarray, str]:
 
 
 def content_hash(arrays: Mapping[str, np.ndarray], dtypes: Mapping[str, str]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}|{dtypes[name]}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+    return arrays_hash(arrays, dtypes)
 
 
 def save_checkpoint(dest: Path | str, tensors: Mapping[str, torch.Tensor], arch: dict[str, Any],

@@ -3,6 +3,20 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+
+def arrays_hash(arrays: Mapping[str, np.ndarray], dtypes: Mapping[str, str] | None = None) -> str:
+    """sha256 over every array's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        dtype = dtypes[name] if dtypes else str(a.dtype)
+        h.update(f"{name}|{dtype}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def file_hash(path: Path) -> str:

@@ -30,6 +30,7 @@ class UnlearnContext:
     cfg: UnlearnConfig        # per-method settings: cfg.ssd.alpha, cfg.ssd.lam, cfg.finetune.epochs/lr
     model_loss: LossFn | None = None  # the loss the model was trained with, if not plain CE
     on_epoch: Callable[[dict], None] | None = None  # progress callback passed to fit
+    val: Arrays | None = None  # held-out split for choosing hyperparameters (never the test split)
 
     def loss(self) -> LossFn:
         """The model's own training loss: `model_loss`, else CE with the recipe's label smoothing."""
@@ -42,6 +43,16 @@ class UnlearnContext:
         ids = torch.cat([self.retain.ids, self.forget.ids])
         order = torch.argsort(ids, stable=True)
         return Arrays(x[order], y[order], ids[order])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.arch["num_classes"])
+
+    def short_recipe(self, epochs: int, lr: float) -> TrainConfig:
+        """The model's recipe (batch size, weight decay, smoothing, clipping) with a method's own
+        epochs and LR at a constant schedule: what FT, GA, RL and SalUn train with."""
+        return TrainConfig.model_validate(
+            dict(self.train_cfg.model_dump(), epochs=epochs, lr=lr, schedule="constant"))
 
     @property
     def device(self) -> torch.device:

@@ -18,6 +18,7 @@ Unselected parameters are left bit-identical (index assignment, never a multiply
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,13 @@ from ..data.dataset import Arrays
 from .base import UnlearnContext, register
 
 
+Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs, labels) -> scalar
+
+
+def cross_entropy_objective(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(out, y)
+
+
 def importance(model: nn.Module, data: Arrays, batch_size: int) -> dict[str, torch.Tensor]:
     """Mean over consecutive batches of the squared gradient of the batch-mean CE (plain CE,
     no label smoothing, no auxiliary losses), per named parameter, in eval mode.
@@ -34,6 +42,12 @@ def importance(model: nn.Module, data: Arrays, batch_size: int) -> dict[str, tor
     The scale depends on `batch_size`: compare only importances computed with the same one.
     An empty `data` gives all zeros. The model is left as it was (mode, requires_grad, .grad).
     """
+    return gradient_importance(model, data, batch_size, cross_entropy_objective, power=2)
+
+
+def gradient_importance(model: nn.Module, data: Arrays, batch_size: int, objective: Objective,
+                        power: int) -> dict[str, torch.Tensor]:
+    """Mean over batches of |d objective / d theta| ** power (SSD: CE and 2; LFSSD: ||f||^2 and 1)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
     named = list(model.named_parameters())
@@ -54,11 +68,11 @@ def importance(model: nn.Module, data: Arrays, batch_size: int) -> dict[str, tor
             for start in range(0, n, batch_size):
                 x = data.x[start:start + batch_size].to(device)
                 y = data.y[start:start + batch_size].to(device)
-                loss = F.cross_entropy(model(x), y)
-                grads = torch.autograd.grad(loss, params, allow_unused=True)
+                grads = torch.autograd.grad(objective(model(x), y), params, allow_unused=True)
                 for (name, _), g in zip(named, grads):
                     if g is not None:
-                        imp[name] += g.detach().float().pow(2)
+                        g = g.detach().float()
+                        imp[name] += g.pow(2) if power == 2 else g.abs().pow(power)
                 batches += 1
     finally:
         for p, flag in zip(params, flags):
@@ -91,18 +105,22 @@ def ssd(ctx: UnlearnContext, full_importance: dict[str, torch.Tensor] | None = N
     """SSD on a copy of `ctx.model`. `full_importance` is I_D from `importance(ctx.model,
     train, ctx.train_cfg.batch_size)`, computed once and cached by the caller; if None it is
     computed here over `ctx.full()` (D_r ∪ D_f in id order)."""
+    return dampened_copy(ctx, importance, ctx.cfg.ssd.alpha, ctx.cfg.ssd.lam, full_importance, "ssd")
+
+
+def dampened_copy(ctx: UnlearnContext, importance_fn: Callable[..., dict[str, torch.Tensor]], alpha: float,
+                  lam: float, full_importance: dict[str, torch.Tensor] | None, name: str) -> nn.Module:
     model = copy.deepcopy(ctx.model)
     model.eval()
     if len(ctx.forget) == 0:
         return model  # nothing to forget: bit-identical copy
     batch_size = ctx.train_cfg.batch_size
     if full_importance is None:
-        full_importance = importance(model, ctx.full(), batch_size)
-    missing = {name for name, _ in model.named_parameters()} - set(full_importance)
+        full_importance = importance_fn(model, ctx.full(), batch_size)
+    missing = {n for n, _ in model.named_parameters()} - set(full_importance)
     if missing:
-        raise ValueError(f"ssd: full_importance lacks parameters {sorted(missing)[:5]}; "
+        raise ValueError(f"{name}: full_importance lacks parameters {sorted(missing)[:5]}; "
                          "was it computed for another architecture?")
-    forget_importance = importance(model, ctx.forget, batch_size)
-    dampen(model, full_importance, forget_importance, ctx.cfg.ssd.alpha, ctx.cfg.ssd.lam)
+    forget_importance = importance_fn(model, ctx.forget, batch_size)
+    dampen(model, full_importance, forget_importance, alpha, lam)
     return model
-

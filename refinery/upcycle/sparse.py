@@ -14,7 +14,7 @@ from torch import nn
 
 from ..config import UpcycleConfig
 from ..models import attach_moe
-from . import register
+from . import Upcycled, register
 
 
 def moe_settings(cfg: UpcycleConfig) -> dict:
@@ -22,13 +22,18 @@ def moe_settings(cfg: UpcycleConfig) -> dict:
             "z_coef": cfg.z_coef, "capacity_factor": cfg.capacity_factor}
 
 
-@register("sparse")
-def upcycle(dense: nn.Module, dense_arch: dict, cfg: UpcycleConfig) -> tuple[nn.Module, dict]:
+def upcycle_model(dense: nn.Module, dense_arch: dict, cfg: UpcycleConfig) -> tuple[nn.Module, dict]:
     """Return (moe_model, moe_arch); the dense model is left untouched."""
     model = copy.deepcopy(dense)
     settings = moe_settings(cfg)
     attach_moe(model, settings)
     return model, dict(dense_arch, moe=settings)
+
+
+@register("sparse")
+def upcycle(dense: nn.Module, dense_arch: dict, cfg: UpcycleConfig, data=None, seed: int = 0) -> Upcycled:
+    model, arch = upcycle_model(dense, dense_arch, cfg)
+    return Upcycled(model, arch, trainable_parameters(model, cfg.train_scope))
 
 
 def trainable_parameters(model: nn.Module, scope: str) -> list[nn.Parameter]:

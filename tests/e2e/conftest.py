@@ -1,72 +1,7 @@
-"""End-to-end harness: a throwaway copy of the project, run through the real CLI, with a real
-Prefect (ephemeral server) and real DVC. Nothing is mocked."""
-from __future__ import annotations
-
-import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
+"""End-to-end tests record their runs on the session's Prefect server."""
 import pytest
-
-PROJECT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-TIMING_KEYS = {"latency_ms", "throughput", "seconds", "train_seconds"}
-
-
-def copy_project(dest: Path) -> Path:
-    """Copy the working tree (tracked and untracked-but-not-ignored files) into a fresh git repo."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                           cwd=PROJECT, capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, files):
-        src = PROJECT / name
-        generated = name == "dvc.lock" or (name.startswith("data/") and not name.endswith(".gitignore"))
-        if src.is_file() and not generated:
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
-        subprocess.run(cmd, cwd=dest, check=True)
-    return dest
-
-
-API_URL: dict[str, str] = {}
-
-
-def run(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a project command (refinery, dvc, ...) from the virtualenv, inside `project`,
-    recording its flow runs on the session's Prefect server."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["PREFECT_HOME"] = str(project / ".prefect")
-    env.update({"PREFECT_API_URL": API_URL["url"]} if API_URL else {})
-    proc = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=project, env=env, capture_output=True, text=True,
-                          timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def metrics(project: Path) -> dict:
-    return json.loads((project / "data" / "reports" / "metrics.json").read_text())
-
-
-def without_timings(obj):
-    if isinstance(obj, dict):
-        return {k: without_timings(v) for k, v in obj.items() if k not in TIMING_KEYS}
-    return obj
 
 
 @pytest.fixture(scope="session", autouse=True)
-def shared_server(prefect_api):
-    API_URL["url"] = prefect_api
-    yield prefect_api
-
-
-@pytest.fixture(scope="session")
-def smoke_project(tmp_path_factory, shared_server) -> Path:
-    project = copy_project(tmp_path_factory.mktemp("smoke"))
-    run(project, "refinery", "run", "--pipeline", "smoke")
-    return project
+def _e2e_server(shared_server):
+    yield shared_server

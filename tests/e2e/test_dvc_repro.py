@@ -2,7 +2,7 @@
 agrees there is nothing left to do."""
 from flows.cli import resolve_config, write_params
 
-from .conftest import copy_project, metrics, run
+from tests.project import copy_project, metrics, run
 
 
 def test_dvc_repro_from_scratch(tmp_path):

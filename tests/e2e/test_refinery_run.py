@@ -4,7 +4,7 @@ The tests share one smoke run and are ordered: the last one changes a parameter.
 """
 import json
 
-from .conftest import metrics, run, without_timings
+from tests.project import metrics, run, without_timings
 
 
 def test_metrics_contract_is_complete(smoke_project):

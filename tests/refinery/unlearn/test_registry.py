@@ -21,7 +21,7 @@ def test_unknown_method_names_the_known_ones(make_ctx, digits):
 
 def test_every_configurable_method_is_registered():
     allowed = set(typing.get_args(typing.get_args(UnlearnConfig.model_fields["methods"].annotation)[0]))
-    assert allowed == {"retrain", "finetune", "ssd"}
+    assert allowed == {"retrain", "finetune", "ssd", "grad_ascent", "random_label", "salun", "lfssd", "sisa"}
     assert allowed <= set(METHODS)
 
 

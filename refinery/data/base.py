@@ -1,0 +1,83 @@
+"""What every data source returns, the one error type for bad user data, and the checks every
+loader shares (finite values, integer labels in range, one image size)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class DataSourceError(ValueError):
+    """Bad input data, described in one line that names the file and the problem."""
+
+
+@dataclass
+class Source:
+    x: np.ndarray            # float32, (N, C, ...) channels first
+    y: np.ndarray            # int64, (N,)
+    num_classes: int
+    published_test: np.ndarray | None = None  # bool (N,), where the source defines its own test split
+
+
+def existing(path: Path | str | None, what: str) -> Path:
+    """The path, or a DataSourceError if it is unset or missing."""
+    if path is None or str(path) == "":
+        raise DataSourceError(f"data.path: the {what} source needs a path")
+    path = Path(path)
+    if not path.exists():
+        raise DataSourceError(f"{path}: not found ({what} source)")
+    return path
+
+
+def resize_batch(x: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """Resize (N, C, H, W) float images to `size` (antialiased bilinear, as Pillow does)."""
+    if size is None or tuple(x.shape[2:]) == tuple(size):
+        return x
+    import torch
+    import torch.nn.functional as F
+
+    out = [F.interpolate(torch.from_numpy(x[i:i + 1024]), size=tuple(size), mode="bilinear",
+                         antialias=True, align_corners=False) for i in range(0, len(x), 1024)]
+    return torch.cat(out).numpy()
+
+
+def labels_from(values: np.ndarray, where: str) -> tuple[np.ndarray, list[str] | None]:
+    """Integer class ids from a label array; string labels map to their sorted order."""
+    values = np.asarray(values)
+    if values.dtype.kind in "OUS":
+        if any(v is None for v in values.tolist()):
+            raise DataSourceError(f"{where}: labels contain missing values")
+        names = sorted({str(v) for v in values.tolist()})
+        lookup = {n: i for i, n in enumerate(names)}
+        return np.array([lookup[str(v)] for v in values.tolist()], dtype=np.int64), names
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).all():
+            raise DataSourceError(f"{where}: labels contain NaN or infinite values")
+        if (values != np.round(values)).any():
+            raise DataSourceError(f"{where}: labels must be integers (found {values[values != np.round(values)][0]!r})")
+    elif values.dtype.kind not in "iub":
+        raise DataSourceError(f"{where}: labels must be integers or strings, got dtype {values.dtype}")
+    return values.astype(np.int64), None
+
+
+def finish(x: np.ndarray, y: np.ndarray, where: str, num_classes: int | None = None,
+           published_test: np.ndarray | None = None) -> Source:
+    """Check a loaded dataset and return it as a Source; raise DataSourceError on bad data."""
+    if len(x) == 0:
+        raise DataSourceError(f"{where}: no samples")
+    if len(x) != len(y):
+        raise DataSourceError(f"{where}: {len(x)} inputs but {len(y)} labels")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        bad = int(np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))[0])
+        raise DataSourceError(f"{where}: inputs contain NaN or infinite values (first at sample {bad})")
+    y = np.asarray(y, dtype=np.int64)
+    limit = num_classes if num_classes is not None else int(y.max()) + 1
+    outside = (y < 0) | (y >= limit)
+    if outside.any():
+        raise DataSourceError(f"{where}: label {int(y[outside][0])} out of range [0, {limit}) "
+                              f"(sample {int(np.flatnonzero(outside)[0])})")
+    if x.ndim < 2:
+        raise DataSourceError(f"{where}: each sample must be an array, got inputs of shape {x.shape}")
+    return Source(x=x, y=y, num_classes=limit, published_test=published_test)

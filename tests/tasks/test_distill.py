@@ -1,0 +1,60 @@
+"""The distill stage in a throwaway workspace: prepared digits, a tiny upcycled teacher written
+directly (no teacher/upcycle stage run), then `distill` for a few losses."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from refinery import config as C
+from refinery.models import attach_moe, build_model, count_params, make_arch
+from refinery.store import load_checkpoint, read_arrays, read_json
+from tasks.common import Workspace
+from tasks.distill import distill
+from tasks.models import load_model, save_model
+from tasks.prepare import prepare
+
+TINY = {"arch": "mlp", "dim": 16, "depth": 1}
+
+
+def workspace(tmp_path, **distill_cfg) -> Workspace:
+    raw = {"name": "t", "device": "cpu",
+           "teacher": {"model": TINY},
+           "distill": {"student": {"arch": "cct", "dim": 8, "depth": 1, "heads": 2, "conv_channels": 4},
+                       "train": {"epochs": 1, "batch_size": 256}, **distill_cfg}}
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "params.yaml").write_text(C.dump_yaml(C.validate(raw)))
+    ws = Workspace(tmp_path)
+    prepare(ws)
+    torch.manual_seed(0)
+    arch = make_arch(C.ModelConfig(**TINY).model_dump(mode="json"), (1, 8, 8), 10)
+    model = build_model(arch)
+    moe = {"num_experts": 3, "top_k": 2}
+    attach_moe(model, moe)
+    save_model(ws.stage_dir("upcycle") / "model.zarr", model, dict(arch, moe=moe))
+    return ws
+
+
+@pytest.mark.parametrize("loss", ["kd", "dual_head", "multi_teacher"])
+def test_stage_writes_student_and_both_controls(tmp_path, loss):
+    ws = workspace(tmp_path, loss=loss)
+    distill(ws)
+    out = ws.stage_dir("distill")
+    metrics = read_json(out / "metrics.json")
+    for run in ("student", "scratch", "random_teacher"):
+        assert 0.0 <= metrics[run]["test_acc"] <= 1.0
+        assert (out / f"{run}.zarr").exists()
+    assert metrics["loss"] == loss
+    # the deployed student is the plain backbone: no auxiliary head or router in the checkpoint
+    tensors, attrs = load_checkpoint(out / "student.zarr")
+    assert not any(k.startswith("distill_loss") for k in tensors)
+    student, _ = load_model(out / "student.zarr")
+    assert metrics["student"]["params"] == count_params(student) == count_params(build_model(attrs["arch"]))
+    cache, _ = read_arrays(out / "teacher_logits.zarr")
+    assert cache["expert_logits"].shape[1:] == (3, 10) and cache["logits"].shape[0] == len(cache["sample_id"])
+
+
+def test_heterogeneous_pair_mlp_teacher_cct_student(tmp_path):
+    ws = workspace(tmp_path, teacher="upcycle")
+    distill(ws)
+    _, attrs = load_checkpoint(ws.stage_dir("distill") / "student.zarr")
+    assert attrs["arch"]["backbone"]["arch"] == "cct"
