@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # torch 2.13.0's CPU build comes from a local wheel folder where the machine has one.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+export OMP_WAIT_POLICY ?= PASSIVE
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q $(FIND_LINKS)
 
 .PHONY: setup run smoke test bench ui clean

@@ -16,6 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+# OpenMP threads that spin while waiting make small models several times slower whenever
+# another process shares the cores (a Prefect server, DVC, a second run). Set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from refinery import config as C
 from refinery.data import DataSourceError, ForgetRequestError
 from refinery.store import ArtifactError

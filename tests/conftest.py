@@ -10,9 +10,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see flows/cli.py
 
-from tests.project import API_URL, copy_project, run
+import pytest  # noqa: E402
+
+from tests.project import API_URL, copy_project, run  # noqa: E402
 
 BIN = Path(sys.executable).parent
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..metrics.unlearning import avg_gap, unlearning_scores
-from ..train import predict_logits
+from ..train import TrainingDiverged, predict_logits
 from .base import UnlearnContext, run_method
 
 
@@ -32,6 +32,10 @@ def select_on_val(method: str, key: str, grid: list, ctx: UnlearnContext, retrai
     target = val_scores(retrained, ctx)
     gaps = {}
     for value in grid:
-        model = run_method(method, with_setting(ctx, method, key, value))
+        try:
+            model = run_method(method, with_setting(ctx, method, key, value))
+        except TrainingDiverged:  # too large an LR (GA): not a candidate
+            gaps[value] = float("inf")
+            continue
         gaps[value] = avg_gap(val_scores(model, ctx), target)
     return min(gaps, key=gaps.get), gaps
