@@ -5,7 +5,9 @@
     refinery forget (--ids FILE | --classes 3,7 | --fraction 0.1) [--exact] [--no-run]
     refinery report
     refinery ui [--port 4200]
-    refinery serve --cron "0 3 * * *"
+    refinery serve (--cron "0 3 * * *" | --interval SECONDS)
+    refinery deploy --pool NAME [--cron "0 3 * * *"]
+    refinery sweep --grid distill.loss=kd,sinkhorn --grid seed=0,1 [--address tcp://...]
 """
 from __future__ import annotations
 
@@ -148,9 +150,33 @@ def cmd_ui(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, root: Path) -> int:
-    from .pipeline import pipeline_flow
+    from .nightly import serve
 
-    pipeline_flow.serve(name=args.name, cron=args.cron, parameters={"root": str(root)})
+    if not (args.cron or args.interval):
+        raise C.ConfigError("serve: give --cron or --interval")
+    serve(root, args.name, cron=args.cron, interval=args.interval)
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace, root: Path) -> int:
+    from .nightly import deploy
+
+    deployment_id = deploy(root, args.name, args.pool, args.cron)
+    print(f"refinery: deployment refinery-nightly/{args.name} ({deployment_id}) on work pool {args.pool!r}; "
+          f"start a worker with: prefect worker start --pool {args.pool}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace, root: Path) -> int:
+    from .sweep import parse_grid, run_sweep
+
+    try:
+        points = parse_grid(args.grid)
+    except ValueError as exc:
+        raise C.ConfigError(str(exc)) from None
+    print(f"refinery: sweep of {len(points)} point(s), one DVC experiment each")
+    done = run_sweep(root, args.grid, address=args.address, workers=args.workers)
+    print(f"refinery: sweep done ({len(done)} experiments); compare them with `dvc exp show`")
     return 0
 
 
@@ -176,14 +202,24 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="serve the Prefect UI over this project's runs")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=4200)
-    serve = sub.add_parser("serve", help="serve the pipeline as a scheduled Prefect deployment")
-    serve.add_argument("--cron", required=True)
+    serve = sub.add_parser("serve", help="serve the nightly flow (pull, rerun what changed, push) as a scheduled Prefect deployment")
+    serve.add_argument("--cron", help='a cron schedule, e.g. "0 3 * * *"')
+    serve.add_argument("--interval", type=float, metavar="SECONDS", help="or run every SECONDS")
     serve.add_argument("--name", default="nightly")
+    deploy = sub.add_parser("deploy", help="register the nightly flow on a Prefect work pool")
+    deploy.add_argument("--pool", required=True, help="work pool name (created as type 'process' if missing)")
+    deploy.add_argument("--cron", default="0 3 * * *")
+    deploy.add_argument("--name", default="nightly")
+    sweep = sub.add_parser("sweep", help="run a grid of DVC experiments through a Dask task runner")
+    sweep.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
+                       help="one axis of the grid; repeat for more")
+    sweep.add_argument("--address", help="a running Dask scheduler, e.g. tcp://host:8786 (default: a local cluster)")
+    sweep.add_argument("--workers", type=int, default=1, help="threads of the local cluster")
     return parser
 
 
 COMMANDS = {"run": cmd_run, "stage": cmd_stage, "forget": cmd_forget, "report": cmd_report,
-            "ui": cmd_ui, "serve": cmd_serve}
+            "ui": cmd_ui, "serve": cmd_serve, "deploy": cmd_deploy, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +14,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from .common import Workspace
+from .gpu import gpu_slot
 
 STAGE_NAMES = ("prepare", "teacher", "upcycle", "distill", "unlearn", "evaluate")
 GPU_STAGES = {"teacher", "upcycle", "distill", "unlearn"}
@@ -29,7 +31,9 @@ def stage_task(name: str):
     fn = stage_function(name)
 
     def run_stage(root: str) -> str:
-        fn(Workspace(Path(root)))
+        # A device-using stage holds a `gpu` slot and one device (tasks/gpu.py); no-op on a CPU box.
+        with gpu_slot(Path(root)) if name in GPU_STAGES else nullcontext():
+            fn(Workspace(Path(root)))
         return name
 
     tags = ["stage", name] + (["gpu"] if name in GPU_STAGES else [])

@@ -57,6 +57,11 @@ def pick_device(choice: str) -> torch.device:
         raise RuntimeError("device: 'cuda' was requested but no CUDA device is available")
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda":  # the device this task claimed with its `gpu` slot (tasks/gpu.py)
+        from .gpu import claimed_device
+
+        index = claimed_device.get()
+        return torch.device("cuda") if index is None else torch.device("cuda", index)
     return torch.device(choice)
 
 

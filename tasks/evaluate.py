@@ -102,7 +102,8 @@ def provenance(ws: Workspace, cfg: C.PipelineConfig, data, unlearn: dict) -> dic
     distill_metrics = ws.stage_dir("distill") / "metrics.json"
     return {"pipeline": cfg.name, "seed": cfg.seed, "config_hash": C.config_hash(cfg), "git_rev": git_rev(ws),
             "stage_hashes": hashes, "n_test": len(data.test), "num_classes": data.num_classes,
-            "forget_size": unlearn.get("forget_size"),
+            "forget_size": unlearn.get("forget_size"), "unlearn_audit": unlearn.get("audit", []),
+            "unlearn_exact": bool(unlearn.get("exact")), "retrained_stages": unlearn.get("retrained_stages", []),
             "distill_loss": read_json(distill_metrics).get("loss", cfg.distill.loss) if distill_metrics.exists()
             else cfg.distill.loss,
             "data": f"{cfg.data.source}: {len(data.train)} train, {len(data.val)} val, {len(data.test)} test samples"}

@@ -152,7 +152,25 @@ def unlearn_section(inputs: ReportInputs) -> Section:
         if name not in ("retrain", "original"):
             blocks.append(_unlearn_verdict(name, row, original, retrain))
     blocks.append(Figure("unlearning", "UA, RA, TA and MIA-efficacy per method (%); retrain is the target."))
+    blocks += _audit_blocks(inputs.provenance)
     return Section("Unlearning audit", blocks)
+
+
+def _audit_blocks(p: dict) -> list:
+    """Checks beyond the papers: is the forget set removed or only suppressed?"""
+    blocks: list = []
+    if p.get("unlearn_exact"):
+        blocks.append("Exact deletion: the forget set was removed from the data and these stages were retrained "
+                      f"without it: {', '.join(p.get('retrained_stages', []))}.")
+    rows = p.get("unlearn_audit") or []
+    if rows:
+        blocks += ["Audit beyond the papers. probe_acc: a linear probe on frozen features separating the forget "
+                   "set from test samples of the same classes (50% means the features no longer tell them apart; "
+                   "higher suggests suppression rather than removal). relearn_steps: fine-tuning epochs on D_f until "
+                   "its accuracy recovers (fast relearning also suggests suppression). noisy_UA: UA on noise-perturbed "
+                   "forget samples.",
+                   Table(sorted({k for r in rows for k in r}, key=lambda k: (k != "method", k)), rows)]
+    return blocks
 
 
 def pareto_models(models: dict[str, dict]) -> list[str]:

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..config import TrainConfig, UnlearnConfig
 from ..data.dataset import Arrays
-from ..train import LossFn, cross_entropy_loss
+from ..train import Hooks, LossFn, cross_entropy_loss, fit
 
 
 @dataclass
@@ -31,6 +31,16 @@ class UnlearnContext:
     model_loss: LossFn | None = None  # the loss the model was trained with, if not plain CE
     on_epoch: Callable[[dict], None] | None = None  # progress callback passed to fit
     val: Arrays | None = None  # held-out split for choosing hyperparameters (never the test split)
+
+    def fit_own_loss(self, model: nn.Module, data: Arrays, cfg: TrainConfig, desc: str) -> None:
+        """Train `model` with its own loss. A distillation loss with parts of its own (an
+        auxiliary head, a router) trains attached to the model and is taken off afterwards."""
+        from ..distill import attached
+
+        loss = self.loss()
+        with attached(model, loss):
+            fit(model, data, cfg, seed=self.seed, hooks=Hooks(loss=loss, on_epoch=self.on_epoch),
+                params=model.parameters(), desc=desc)
 
     def loss(self) -> LossFn:
         """The model's own training loss: `model_loss`, else CE with the recipe's label smoothing."""

@@ -12,7 +12,6 @@ import copy
 from torch import nn
 
 from ..config import TrainConfig
-from ..train import Hooks, fit
 from .base import UnlearnContext, register
 
 
@@ -30,6 +29,5 @@ def finetune(ctx: UnlearnContext) -> nn.Module:
         raise ValueError("finetune: the retain set D_r is empty; there is nothing to train on")
     model = copy.deepcopy(ctx.model)
     model.requires_grad_(True)
-    fit(model, ctx.retain, finetune_config(ctx), seed=ctx.seed,
-        hooks=Hooks(loss=ctx.loss(), on_epoch=ctx.on_epoch), params=model.parameters(), desc="finetune")
+    ctx.fit_own_loss(model, ctx.retain, finetune_config(ctx), desc="finetune")
     return model

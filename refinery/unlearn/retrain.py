@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from ..models import build_model
-from ..train import Hooks, fit
 from .base import UnlearnContext, register
 
 
@@ -21,6 +20,5 @@ def retrain(ctx: UnlearnContext) -> nn.Module:
         raise ValueError("retrain: the retain set D_r is empty; there is nothing to train on")
     torch.manual_seed(ctx.seed)  # the fresh initialisation is a function of the seed
     model = build_model(ctx.arch).to(ctx.device)
-    fit(model, ctx.retain, ctx.train_cfg, seed=ctx.seed,
-        hooks=Hooks(loss=ctx.loss(), on_epoch=ctx.on_epoch), params=model.parameters(), desc="retrain")
+    ctx.fit_own_loss(model, ctx.retain, ctx.train_cfg, desc="retrain")
     return model
