@@ -82,3 +82,33 @@ def test_project_never_calls_unsafe_loaders():
                 if ("torch.load(" in line and "weights_only=True" not in line) or "pickle.loads(" in line:
                     offenders.append(f"{path.relative_to(PROJECT)}:{number}")
     assert offenders == []
+
+
+def test_image_folder_entries_escaping_the_root_are_refused(tmp_path):
+    from PIL import Image
+
+    from refinery.data import DataSourceError, load_source
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    for folder in (root / "a", root / "b", outside):
+        folder.mkdir(parents=True)
+    for i, folder in enumerate((root / "a", root / "b", outside)):
+        Image.fromarray(np.full((4, 4), i * 60, dtype=np.uint8)).save(folder / "0.png")
+    (root / "b" / "escape.png").symlink_to(outside / "0.png")
+    with pytest.raises(DataSourceError, match="escape.png: leads outside"):
+        load_source("imagefolder", path=root)
+    (root / "b" / "escape.png").unlink()
+    (root / "c").symlink_to(root / ".." / "outside")
+    with pytest.raises(DataSourceError, match="leads outside"):
+        load_source("imagefolder", path=root)
+
+
+def test_cifar_batch_with_a_code_payload_is_refused_without_running_it(tmp_path):
+    from refinery.data import DataSourceError, load_source
+
+    good = pickle.dumps({b"data": np.zeros((1, 3072), dtype=np.uint8), b"labels": [0]}, protocol=2)
+    for name in ("data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"):
+        (tmp_path / name).write_bytes(good)
+    (tmp_path / "data_batch_1").write_bytes(pickle.dumps({"data": Boom(), "labels": [0]}, protocol=2))
+    with pytest.raises(DataSourceError, match="data_batch_1"):
+        load_source("cifar10", path=tmp_path)
