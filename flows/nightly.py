@@ -74,7 +74,8 @@ def serve(root: Path, name: str, cron: str | None = None, interval: float | None
     from tasks.gpu import ensure_limit
 
     ensure_limit(DVC_LIMIT, 1)
-    nightly_flow.serve(name=name, cron=cron, interval=interval, parameters={"root": str(root)})
+    # limit=1: a night's run that overruns delays the next instead of racing it for the workspace.
+    nightly_flow.serve(name=name, cron=cron, interval=interval, parameters={"root": str(root)}, limit=1)
 
 
 def deploy(root: Path, name: str, pool: str, cron: str | None) -> str:
