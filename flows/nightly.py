@@ -90,6 +90,7 @@ def deploy(root: Path, name: str, pool: str, cron: str | None) -> str:
         except ObjectNotFound:
             client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
     source = nightly_flow.from_source(source=str(FLOW_SOURCE), entrypoint=ENTRYPOINT)
-    deployment_id = source.deploy(name=name, work_pool_name=pool, cron=cron, parameters={"root": str(root)},
-                                  print_next_steps=False)
-    return str(deployment_id)
+    # to_deployment + apply rather than flow.deploy: deploy also lists the pool's workers, a call
+    # this Prefect client / server pair rejects (422: null `limit`), and it needs no image anyway.
+    deployment = source.to_deployment(name=name, work_pool_name=pool, cron=cron, parameters={"root": str(root)})
+    return str(deployment.apply(work_pool_name=pool))

@@ -4,8 +4,8 @@ through Prefect's Dask task runner (a local cluster by default, or `address` for
 Every DVC command here runs behind the Prefect global concurrency limit `dvc` (1 slot): DVC
 takes a lock on the workspace and a second command fails on it at once, so points queue for
 the slot instead. Points therefore run one at a time in the workspace, each as a plain
-`dvc exp run -S key=value ...`; the task runner gives them retries-free tracking, logs and a
-place to run (a remote cluster's worker must see the same workspace path). Each point is an
+`dvc exp run -S key=value ...`; the task runner gives each point a task run (state, logs) in
+Prefect and a place to run (a remote cluster's workers must see the same workspace path). Each point is an
 experiment, so `dvc exp show` lists them all, and `dvc exp apply NAME` brings one back.
 """
 from __future__ import annotations

@@ -41,6 +41,18 @@ def _mean(series: pd.Series) -> float | None:
     return None if pd.isna(value) else float(value)  # JSON has no NaN
 
 
+def build_and_train(upcycle_cfg, data, dense, dense_arch, seed: int, checkpoint=None, hooks: Hooks | None = None):
+    """Run a recipe and its final training; returns (model, arch, runs, recipe result)."""
+    made = get_recipe(upcycle_cfg.recipe)(dense, dense_arch, upcycle_cfg, data, seed)
+    model, arch, runs = made.model, made.arch, dict(made.history)
+    if made.params:
+        hooks = hooks or Hooks()
+        hooks.loss = made.loss
+        runs["upcycle"] = fit(model, data.train, upcycle_cfg.train, seed=seed, val=data.val, arch=arch,
+                              params=made.params, checkpoint=checkpoint, desc="upcycle", hooks=hooks)
+    return model, arch, runs, made
+
+
 def upcycle(ws: Workspace) -> None:
     cfg = ws.config()
     out, arrays, dense_path = ws.stage_dir("upcycle"), ws.stage_dir("prepare") / "arrays.zarr", ws.stage_dir("teacher") / "model.zarr"
@@ -48,12 +60,9 @@ def upcycle(ws: Workspace) -> None:
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     dense, dense_arch = load_model(dense_path, device)
-    made = get_recipe(cfg.upcycle.recipe)(dense, dense_arch, cfg.upcycle, data, cfg.seed)
-    model, arch, runs = made.model, made.arch, dict(made.history)
-    if made.params:
-        runs["upcycle"] = fit(model, data.train, cfg.upcycle.train, seed=cfg.seed, val=data.val, arch=arch,
-                              params=made.params, checkpoint=ws.resume_path("upcycle"), desc="upcycle",
-                              hooks=Hooks(loss=made.loss, on_epoch=progress_reporter("upcycle-progress", "MoE training")))
+    model, arch, runs, made = build_and_train(
+        cfg.upcycle, data, dense, dense_arch, cfg.seed, checkpoint=ws.resume_path("upcycle"),
+        hooks=Hooks(on_epoch=progress_reporter("upcycle-progress", "MoE training")))
     experts = expert_stats(model, data.test.x)
     test_acc = accuracy(model, data.test.to(device))
     extra = made.evaluate(model, data) if made.evaluate else {}

@@ -12,10 +12,15 @@ from flows.sweep import parse_grid, run_sweep
 
 DVC = str(Path(sys.executable).parent / "dvc")
 pytestmark = pytest.mark.flow
+TRAIN = """import json, yaml
+p = yaml.safe_load(open("params.yaml"))
+json.dump({"score": len(p["loss"]) + p["seed"]}, open("metrics.json", "w"))
+"""
 STAGE = """
 stages:
   train:
-    cmd: PYTHON -c "import yaml, json; p = yaml.safe_load(open('params.yaml')); json.dump({'score': len(p['loss']) + p['seed']}, open('metrics.json', 'w'))"
+    cmd: PYTHON train.py
+    deps: [train.py]
     params: [loss, seed]
     metrics: [metrics.json: {cache: false}]
 """
@@ -25,7 +30,7 @@ stages:
 def toy(tmp_path):
     (tmp_path / "dvc.yaml").write_text(STAGE.replace("PYTHON", sys.executable))
     (tmp_path / "params.yaml").write_text("loss: kd\nseed: 0\n")
-    (tmp_path / ".gitignore").write_text("metrics.json\n")
+    (tmp_path / "train.py").write_text(TRAIN)
     for cmd in (["git", "init", "-q"], [DVC, "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "toy"]):
         subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
