@@ -54,5 +54,5 @@ def metrics(project: Path) -> dict:
 
 def without_timings(obj):
     if isinstance(obj, dict):
-        return {k: without_timings(v) for k, v in obj.items() if k not in TIMING_KEYS}
+        return {k: without_timings(v) for k, v in obj.items() if k not in TIMING_KEYS and "seconds" not in k}
     return obj

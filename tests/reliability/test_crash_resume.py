@@ -8,8 +8,6 @@ import subprocess
 import time
 
 from flows.cli import resolve_config, write_params
-from tasks.common import Workspace
-from tasks.teacher import teacher
 from tests.project import API_URL, BIN, copy_project, run
 
 EPOCHS = 8
@@ -50,7 +48,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, shared_server
     clean = copy_project(tmp_path / "clean")
     shutil.copy(project / "params.yaml", clean / "params.yaml")
     shutil.copytree(project / "data" / "prepared", clean / "data" / "prepared", dirs_exist_ok=True)
-    teacher(Workspace(clean))  # the same stage code, never interrupted
+    run(clean, "refinery", "stage", "teacher")  # the same stage, never interrupted
 
     def outputs(root):
         return json.loads((root / "data" / "teacher" / "manifest.json").read_text())["outputs"]
