@@ -28,9 +28,12 @@ smoke: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# Speed benches: each prints its ratios, measured side by side in one run, on its last line.
+# Quality tables (minutes each): python -m bench.{upcycle,distill,unlearn}_quality
+BENCHES := train moe distill unlearn
+
 bench: setup
-	@for b in $$(ls bench/*.py | grep -v __init__ | xargs -n1 basename | sed 's/\.py$$//'); do \
-		echo "== bench.$$b"; $(BIN)/python -m bench.$$b || exit 1; done
+	@for b in $(BENCHES); do echo "== bench.$$b"; $(BIN)/python -m bench.$$b || exit 1; done
 
 ui: setup
 	$(BIN)/refinery ui
