@@ -55,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     src = load_source("digits")
-    data = Arrays(torch.from_numpy(src.x), torch.from_numpy(src.y), torch.arange(len(src.y)))
+    data = Arrays.from_numpy(src.x, src.y)
     in_shape = tuple(src.x.shape[1:])
     cfg = DistillConfig(train=TrainConfig(epochs=1))  # default student, T, alpha, batch size
     arch = make_arch(cfg.student.model_dump(mode="json"), in_shape, src.num_classes)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import statistics
 
-import numpy as np
 import torch
 
 from refinery.config import DistillConfig, ModelConfig, TrainConfig
@@ -27,10 +26,8 @@ from refinery.train import Hooks, accuracy, fit, predict_logits
 def splits():
     src = load_source("mnist1d", n_samples=5000)
     split = stratified_split(src.y, 0.1, 0.2, 0, src.published_test)
-    ids = np.arange(len(src.y))
-    part = lambda k: Arrays(torch.from_numpy(src.x[split == k]), torch.from_numpy(src.y[split == k]),  # noqa: E731
-                            torch.from_numpy(ids[split == k]))
-    return part(0), part(2), tuple(src.x.shape[1:]), len(src.y)
+    full = Arrays.from_numpy(src.x, src.y)
+    return full.subset(split == 0), full.subset(split == 2), tuple(src.x.shape[1:]), len(src.y)
 
 
 def train_teacher(train, in_shape, epochs: int):

@@ -35,7 +35,7 @@ def mnist1d_setup(seed: int = 0):
     cfg = C.validate(raw, "pipelines/mnist1d.yaml")
     src = load_source("mnist1d", n_samples=cfg.data.n_samples)
     split = stratified_split(src.y, cfg.data.val_fraction, cfg.data.test_fraction, seed, src.published_test)
-    full = Arrays(torch.from_numpy(src.x), torch.from_numpy(src.y), torch.arange(len(src.y)))
+    full = Arrays.from_numpy(src.x, src.y)
     arch = make_arch(cfg.teacher.model.model_dump(mode="json"), src.x.shape[1:], src.num_classes)
     return cfg, arch, full.subset(split == TRAIN), full.subset(split == VAL)
 

@@ -30,7 +30,7 @@ def digits_splits(seed: int) -> tuple[Arrays, Arrays, Arrays]:
     """(train, val, test) exactly as the prepare stage splits digits."""
     src = load_source("digits")
     split = stratified_split(src.y, 0.1, 0.2, seed)
-    full = Arrays(torch.from_numpy(src.x), torch.from_numpy(src.y).long(), torch.arange(len(src.y)))
+    full = Arrays.from_numpy(src.x, src.y)
     return full.subset(split == TRAIN), full.subset(split == VAL), full.subset(split == TEST)
 
 

@@ -1,8 +1,6 @@
 """teacher: train the dense teacher on the training split."""
 from __future__ import annotations
 
-import torch
-
 from refinery.data import load_prepared
 from refinery.models import build_model, count_params, make_arch
 from refinery.store import write_json

@@ -14,16 +14,13 @@ import hashlib
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
 
 from refinery.data import load_prepared
 from refinery.data.dataset import Arrays
-from refinery.data.forget import FORGOTTEN
 from refinery.distill import make_loss
 from refinery.metrics.unlearning import avg_gap, confidence, unlearning_scores
-from refinery.store import (atomic_path, load_checkpoint, open_group, read_arrays, read_table, save_checkpoint,
+from refinery.store import (atomic_path, load_checkpoint, open_group, read_table, save_checkpoint,
                             write_json, write_table)
 from refinery.train import accuracy, predict_logits
 from refinery.unlearn import UnlearnContext, importance, run_method
@@ -39,18 +36,10 @@ TARGETS = {"teacher": ("teacher", "model.zarr"), "upcycle": ("upcycle", "model.z
            "student": ("distill", "student.zarr")}
 
 
-def training_split(arrays: Path, train: Arrays) -> Arrays:
+def training_split(data) -> Arrays:
     """The training split as the request saw it: with `forget.exact`, prepare moved D_f out of
     it (split code FORGOTTEN) so no stage trained on it; it is put back here to be scored."""
-    split = read_arrays(arrays, ["split"])[0]["split"]
-    if not (split == FORGOTTEN).any():
-        return train
-    data, _ = read_arrays(arrays, ["x", "y"])
-    ids = np.flatnonzero(split == FORGOTTEN)
-    extra = Arrays(torch.from_numpy(data["x"][ids]), torch.from_numpy(data["y"][ids]).long(), torch.from_numpy(ids))
-    order = torch.argsort(torch.cat([train.ids, extra.ids]))
-    return Arrays(torch.cat([train.x, extra.x])[order], torch.cat([train.y, extra.y])[order],
-                  torch.cat([train.ids, extra.ids])[order])
+    return data.train.union(data.forgotten) if data.forgotten is not None and len(data.forgotten) else data.train
 
 
 def target_path(ws: Workspace, target: str) -> Path:
@@ -62,7 +51,7 @@ def build_context(ws: Workspace, cfg, data, device) -> UnlearnContext:
     """The target model with its own recipe: the student keeps its KD loss, the teacher and the
     upcycled MoE their CE (the MoE's includes its balance loss)."""
     forget_ids = read_table(ws.stage_dir("prepare") / "forget.parquet")["sample_id"].to_numpy()
-    train = training_split(ws.stage_dir("prepare") / "arrays.zarr", data.train)
+    train = training_split(data)
     model, arch = load_model(target_path(ws, cfg.unlearn.target), device)
     loss = None
     if cfg.unlearn.target == "student":

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..store import read_arrays
+from .forget import FORGOTTEN
 from .splits import TEST, TRAIN, VAL
 
 
@@ -19,6 +20,18 @@ class Arrays:
     x: torch.Tensor
     y: torch.Tensor
     ids: torch.Tensor  # sample ids (positions in the prepared arrays)
+
+    @classmethod
+    def from_numpy(cls, x: np.ndarray, y: np.ndarray, ids: np.ndarray | None = None) -> "Arrays":
+        """Samples from numpy arrays; ids default to positions (the prepared sample ids)."""
+        ids = np.arange(len(y)) if ids is None else ids
+        return cls(torch.from_numpy(x), torch.from_numpy(y).long(), torch.from_numpy(np.asarray(ids)).long())
+
+    def union(self, other: "Arrays") -> "Arrays":
+        """Both sets together, ordered by sample id."""
+        ids = torch.cat([self.ids, other.ids])
+        order = torch.argsort(ids, stable=True)
+        return Arrays(torch.cat([self.x, other.x])[order], torch.cat([self.y, other.y])[order], ids[order])
 
     def __len__(self) -> int:
         return len(self.y)
@@ -44,12 +57,12 @@ class Prepared:
     test: Arrays
     num_classes: int
     in_shape: tuple[int, ...]
+    forgotten: Arrays | None = None  # moved out of train by an exact deletion (split code FORGOTTEN)
 
 
 def load_prepared(arrays_path: Path | str) -> Prepared:
     data, attrs = read_arrays(arrays_path, ["x", "y", "split"])
-    full = Arrays(torch.from_numpy(data["x"]), torch.from_numpy(data["y"]).long(),
-                  torch.arange(len(data["y"]), dtype=torch.long))
+    full = Arrays.from_numpy(data["x"], data["y"])
     split = data["split"]
     return Prepared(full.subset(split == TRAIN), full.subset(split == VAL), full.subset(split == TEST),
-                    int(attrs["num_classes"]), tuple(data["x"].shape[1:]))
+                    int(attrs["num_classes"]), tuple(data["x"].shape[1:]), full.subset(split == FORGOTTEN))

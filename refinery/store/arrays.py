@@ -1,6 +1,6 @@
 """Named numpy arrays in a sharded Zarr v3 group.
 
-The group attrs carry `arrays_hash`, a sha256 over every array, checked whenever the whole
+The group attrs carry `content_hash`, a sha256 over every array, checked whenever the whole
 group is read, so a flipped byte or a lost chunk is caught before anything uses the data.
 
 Each array is one shard (one file on disk) of small chunks, so DVC hashes a handful of files
@@ -36,12 +36,14 @@ def _chunking(shape: tuple[int, ...], chunk_rows: int) -> tuple[tuple[int, ...],
 
 
 def write_arrays(dest: Path | str, arrays: Mapping[str, np.ndarray], attrs: dict[str, Any] | None = None,
-                 chunk_rows: int = 1024) -> None:
-    """Atomically write `arrays` as a Zarr v3 group at `dest` with group attrs `attrs`."""
+                 chunk_rows: int = 1024) -> str:
+    """Atomically write `arrays` as a Zarr v3 group at `dest` with group attrs `attrs`; return
+    the content hash recorded in the attrs."""
+    digest = arrays_hash(arrays)
     with atomic_path(dest) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         group.attrs.update({"format": FORMAT, **json.loads(json.dumps(attrs or {})),
-                            "arrays_hash": arrays_hash(arrays)})
+                            "content_hash": digest})
         for name, value in arrays.items():
             value = np.ascontiguousarray(value)
             chunks, shards = _chunking(value.shape, chunk_rows)
@@ -50,6 +52,7 @@ def write_arrays(dest: Path | str, arrays: Mapping[str, np.ndarray], attrs: dict
                                      compressors=ZstdCodec(level=3), config={"write_empty_chunks": True},
                                      **kwargs)
             arr[...] = value
+    return digest
 
 
 def open_group(path: Path | str) -> zarr.Group:
@@ -74,6 +77,6 @@ def read_arrays(path: Path | str, names: list[str] | None = None) -> tuple[dict[
         except Exception as exc:
             raise ArtifactError(f"{path}/{name}: unreadable chunk data: {exc}") from None
     attrs = dict(group.attrs)
-    if "arrays_hash" in attrs and set(out) == set(group.array_keys()) and arrays_hash(out) != attrs["arrays_hash"]:
+    if "content_hash" in attrs and set(out) == set(group.array_keys()) and arrays_hash(out) != attrs["content_hash"]:
         raise ArtifactError(f"{path}: content hash mismatch; the arrays are corrupted or were modified")
     return out, attrs

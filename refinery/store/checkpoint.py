@@ -1,9 +1,8 @@
 """Model checkpoints as Zarr groups: one array per tensor, never a pickle.
 
-Attrs hold the architecture config, the dtype of each tensor, the training step, and a
-sha256 content hash over every tensor's name, dtype, shape and bytes. Loading recomputes the
-hash and refuses a checkpoint that does not match, so a flipped byte is caught before a model
-is built from it. bfloat16 has no Zarr dtype, so its raw bits are stored as uint16.
+Attrs hold the architecture config, the dtype and shape of each tensor, the training step, and
+the group's sha256 content hash (written and checked by `store.arrays`), so a flipped byte is
+caught before a model is built from it; a checkpoint without that hash is refused. bfloat16 has no Zarr dtype, so its raw bits are stored as uint16.
 """
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ import numpy as np
 import torch
 
 from .arrays import ArtifactError, read_arrays, write_arrays
-from .hashing import arrays_hash
 
 FORMAT = "refinery.checkpoint/1"
 _ALLOWED_DTYPES = {
@@ -34,10 +32,6 @@ def _to_numpy(t: torch.Tensor) -> tuple[np.ndarray, str]:
     return t.numpy(), name
 
 
-def content_hash(arrays: Mapping[str, np.ndarray], dtypes: Mapping[str, str]) -> str:
-    return arrays_hash(arrays, dtypes)
-
-
 def save_checkpoint(dest: Path | str, tensors: Mapping[str, torch.Tensor], arch: dict[str, Any],
                     step: int = 0, extra: dict[str, Any] | None = None, packed: bool = False) -> str:
     """Write tensors (a state dict, possibly with extra entries) atomically; return the hash.
@@ -48,16 +42,14 @@ def save_checkpoint(dest: Path | str, tensors: Mapping[str, torch.Tensor], arch:
     arrays, dtypes = {}, {}
     for name, tensor in tensors.items():
         arrays[name], dtypes[name] = _to_numpy(tensor)
-    digest = content_hash(arrays, dtypes)
     shapes = {name: list(a.shape) for name, a in arrays.items()}
     attrs = {"format": FORMAT, "arch": arch, "dtypes": dtypes, "shapes": shapes, "step": int(step),
-             "content_hash": digest, "extra": extra or {}, "packed": packed}
+             "extra": extra or {}, "packed": packed}
     if packed:
         stored = _pack(arrays)
     else:  # Zarr stores 0-d arrays as shape (1,); the recorded shapes restore them on load.
         stored = {n: a.reshape(a.shape or (1,)) for n, a in arrays.items()}
-    write_arrays(dest, stored, attrs, chunk_rows=1 << 30)
-    return digest
+    return write_arrays(dest, stored, attrs, chunk_rows=1 << 30)
 
 
 def _pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -89,11 +81,13 @@ def _storage_of(dtype: str) -> str:
     return {"bfloat16": "uint16", "bool": "bool"}.get(dtype, dtype)
 
 
-def load_checkpoint(path: Path | str, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_checkpoint(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint; returns (tensors, attrs). Raises ArtifactError on any mismatch."""
-    arrays, attrs = read_arrays(path)
+    arrays, attrs = read_arrays(path)  # verifies the content hash
     if attrs.get("format") != FORMAT:
         raise ArtifactError(f"{path}: not a refinery checkpoint (format={attrs.get('format')!r})")
+    if not attrs.get("content_hash"):
+        raise ArtifactError(f"{path}: no content hash; refusing an unverifiable checkpoint")
     dtypes, shapes = attrs.get("dtypes"), attrs.get("shapes")
     if not isinstance(dtypes, dict) or not isinstance(shapes, dict) or set(dtypes) != set(shapes):
         raise ArtifactError(f"{path}: dtype and shape tables are missing or disagree")
@@ -106,8 +100,6 @@ def load_checkpoint(path: Path | str, verify: bool = True) -> tuple[dict[str, to
             arrays = {n: a.reshape(shapes[n]) for n, a in arrays.items()}
     except (ValueError, TypeError) as exc:
         raise ArtifactError(f"{path}: stored shapes do not match attrs: {exc}") from None
-    if verify and content_hash(arrays, dtypes) != attrs.get("content_hash"):
-        raise ArtifactError(f"{path}: content hash mismatch; the checkpoint is corrupted or was modified")
     tensors = {}
     for name, arr in arrays.items():
         dtype = dtypes[name]

@@ -48,11 +48,7 @@ class UnlearnContext:
 
     def full(self) -> Arrays:
         """D = D_r ∪ D_f, ordered by sample id (the order of the prepared training split)."""
-        x = torch.cat([self.retain.x, self.forget.x])
-        y = torch.cat([self.retain.y, self.forget.y])
-        ids = torch.cat([self.retain.ids, self.forget.ids])
-        order = torch.argsort(ids, stable=True)
-        return Arrays(x[order], y[order], ids[order])
+        return self.retain.union(self.forget)
 
     @property
     def num_classes(self) -> int:
