@@ -18,11 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-# OpenMP threads that spin while waiting make small models several times slower whenever
-# another process shares the cores (a Prefect server, DVC, a second run). Set before torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from refinery.runtime import configure_cpu
 
-from refinery import config as C
+configure_cpu()  # before torch loads: passive OpenMP waiting, heap reuse (see refinery/runtime.py)
+
+from refinery import config as C  # noqa: E402
 from refinery.data import DataSourceError, ForgetRequestError
 from refinery.store import ArtifactError
 from refinery.train import TrainingDiverged

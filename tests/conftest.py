@@ -10,7 +10,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see flows/cli.py
+from refinery.runtime import configure_cpu  # noqa: E402
+
+configure_cpu()  # before torch loads, as the CLI does
 
 import pytest  # noqa: E402
 

@@ -33,20 +33,22 @@ class GroupedFFN(torch.autograd.Function):
         act = F.gelu(pre)
         for e, rows in parts:
             torch.addmm(b2[e], act[rows], w2[e], out=ys[rows])
-        ctx.save_for_backward(xs, w1, w2, pre, act)
+        ctx.save_for_backward(xs, w1, b1, w2, b2, pre, act)
         ctx.parts = parts
         return ys
 
     @staticmethod
     def backward(ctx, gy):
-        xs, w1, w2, pre, act = ctx.saved_tensors
+        xs, w1, b1, w2, b2, pre, act = ctx.saved_tensors
         need_x, need_w1, need_b1, need_w2, need_b2 = ctx.needs_input_grad[:5]
         gy = gy.contiguous()
-        # Experts that received no rows keep a zero gradient, hence zeros rather than empty.
-        gw1 = torch.zeros_like(w1) if need_w1 else None
-        gw2 = torch.zeros_like(w2) if need_w2 else None
-        gb1 = w1.new_zeros(w1.shape[0], w1.shape[2]) if need_b1 else None
-        gb2 = w2.new_zeros(w2.shape[0], w2.shape[2]) if need_b2 else None
+        # Every expert's gradient slice is written below, except those of experts that received
+        # no rows: only then is zero-filling needed.
+        alloc = torch.empty_like if len(ctx.parts) == w1.shape[0] else torch.zeros_like
+        gw1 = alloc(w1) if need_w1 else None
+        gw2 = alloc(w2) if need_w2 else None
+        gb1 = alloc(b1) if need_b1 else None
+        gb2 = alloc(b2) if need_b2 else None
         gact = torch.empty_like(act)
         for e, rows in ctx.parts:
             torch.mm(gy[rows], w2[e].t(), out=gact[rows])
@@ -54,7 +56,7 @@ class GroupedFFN(torch.autograd.Function):
                 torch.mm(act[rows].t(), gy[rows], out=gw2[e])
             if need_b2:
                 torch.sum(gy[rows], 0, out=gb2[e])
-        gpre = torch.ops.aten.gelu_backward(gact, pre)
+        gpre = torch.ops.aten.gelu_backward.grad_input(gact, pre, grad_input=gact)  # elementwise: in place
         gx = torch.empty_like(xs) if need_x else None
         for e, rows in ctx.parts:
             if need_x:

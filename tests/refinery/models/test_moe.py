@@ -36,6 +36,21 @@ def test_sorted_matches_loop_outputs_and_gradients(capacity, top_k):
         torch.testing.assert_close(gp_s[name], gp_l[name], atol=1e-5, rtol=1e-5, msg=name)
 
 
+def test_an_expert_that_receives_no_tokens_gets_zero_gradients():
+    torch.manual_seed(0)
+    moe = MoE(16, 32, num_experts=4, top_k=2)
+    x = torch.rand(2, 10, 16) + 0.1  # positive inputs, and expert 3's logit is strongly negative
+    with torch.no_grad():
+        moe.router.weight[3] = -10.0
+    y_s, gx_s, gp_s = _grads(moe, x, "sorted")
+    y_l, gx_l, gp_l = _grads(moe, x, "loop")
+    torch.testing.assert_close(y_s, y_l, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gx_s, gx_l, atol=1e-5, rtol=1e-5)
+    for name in ("w1", "b1", "w2", "b2"):
+        assert torch.all(gp_s[name][3] == 0), name
+        torch.testing.assert_close(gp_s[name], gp_l[name], atol=1e-5, rtol=1e-5, msg=name)
+
+
 def test_capacity_drops_are_counted():
     torch.manual_seed(0)
     moe = MoE(8, 16, num_experts=4, top_k=1, capacity_factor=0.5)
