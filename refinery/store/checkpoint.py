@@ -6,8 +6,9 @@ caught before a model is built from it; a checkpoint without that hash is refuse
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -39,17 +40,30 @@ def save_checkpoint(dest: Path | str, tensors: Mapping[str, torch.Tensor], arch:
     `packed=True` concatenates tensors into one flat array per dtype, with the layout in attrs.
     Zarr's cost is per array, so the per-epoch resume state uses it to stay cheap.
     """
+    stored, attrs = _payload(tensors, arch, step, extra, packed)
+    return write_arrays(dest, stored, attrs, chunk_rows=1 << 30)
+
+
+def packed_checkpoint(dest: Path | str, tensors: Mapping[str, torch.Tensor], arch: dict[str, Any],
+                      step: int = 0, extra: dict[str, Any] | None = None) -> Callable[[], str]:
+    """Copy the tensors now (packed) and return a function that writes them, from any thread:
+    training can go on changing the tensors while an earlier state is written."""
+    stored, attrs = _payload(tensors, arch, step, copy.deepcopy(extra), packed=True)
+    return lambda: write_arrays(dest, stored, attrs, chunk_rows=1 << 30)
+
+
+def _payload(tensors: Mapping[str, torch.Tensor], arch: dict[str, Any], step: int, extra: dict[str, Any] | None,
+             packed: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     arrays, dtypes = {}, {}
     for name, tensor in tensors.items():
         arrays[name], dtypes[name] = _to_numpy(tensor)
     shapes = {name: list(a.shape) for name, a in arrays.items()}
     attrs = {"format": FORMAT, "arch": arch, "dtypes": dtypes, "shapes": shapes, "step": int(step),
              "extra": extra or {}, "packed": packed}
-    if packed:
-        stored = _pack(arrays)
-    else:  # Zarr stores 0-d arrays as shape (1,); the recorded shapes restore them on load.
-        stored = {n: a.reshape(a.shape or (1,)) for n, a in arrays.items()}
-    return write_arrays(dest, stored, attrs, chunk_rows=1 << 30)
+    if packed:  # np.concatenate copies
+        return _pack(arrays), attrs
+    # Zarr stores 0-d arrays as shape (1,); the recorded shapes restore them on load.
+    return {n: a.reshape(a.shape or (1,)) for n, a in arrays.items()}, attrs
 
 
 def _pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
