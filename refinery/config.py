@@ -144,6 +144,9 @@ class UpcycleConfig(Strict):
     moepp_copy: int = Field(1, ge=0, le=64)
     moepp_constant: int = Field(1, ge=0, le=64)
     moepp_tau: float = Field(0.75, gt=0.0, le=1.0, description="balance weight of zero-computation experts")
+    compare: bool = Field(False, description=(
+        "also train every other recipe, and MoLA increasing / uniform / decreasing at an equal total, from the "
+        "same teacher; the report tabulates them against the dense teacher (minutes: one run per variant)"))
 
     @model_validator(mode="after")
     def _k_at_most_e(self) -> "UpcycleConfig":

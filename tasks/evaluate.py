@@ -33,7 +33,8 @@ def report_inputs_paths(ws: Workspace) -> list:
     """Non-model files the report reads (all declared as deps of the evaluate stage in dvc.yaml)."""
     stages = ("prepare", "teacher", "upcycle", "distill", "unlearn")
     paths = ([ws.stage_dir(s) / "history.parquet" for s in HISTORY_STAGES]
-             + [ws.stage_dir("upcycle") / "experts.parquet", ws.stage_dir("distill") / "metrics.json",
+             + [ws.stage_dir("upcycle") / "experts.parquet", ws.stage_dir("upcycle") / "recipes.parquet",
+                ws.stage_dir("distill") / "metrics.json",
                 ws.stage_dir("unlearn") / "metrics.json"] + [ws.stage_dir(s) / "manifest.json" for s in stages])
     return [p for p in paths if p.exists()]
 
@@ -139,7 +140,9 @@ def evaluate(ws: Workspace) -> None:
     unlearn = read_json(ws.stage_dir("unlearn") / "metrics.json")
     metrics = contract_metrics(cfg, models, experts, unlearn)
     write_json(out / "metrics.json", metrics)
+    recipes = ws.stage_dir("upcycle") / "recipes.parquet"
     inputs = ReportInputs(metrics=metrics, models=models, reliability=reliability, experts=experts,
+                          recipes=read_records(recipes) if recipes.exists() else [],
                           histories={s: read_records(ws.stage_dir(s) / "history.parquet") for s in HISTORY_STAGES},
                           provenance=provenance(ws, cfg, data, unlearn))
     write_plot_data(out / "plots", inputs)

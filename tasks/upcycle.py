@@ -5,7 +5,9 @@ import math
 
 import pandas as pd
 
+from refinery.config import UpcycleConfig
 from refinery.data import load_prepared
+from refinery.metrics import active_params, flops_per_sample
 from refinery.models import count_params, routed_layers
 from refinery.models.moe import expert_affinity
 from refinery.store import write_json, write_table
@@ -53,6 +55,40 @@ def build_and_train(upcycle_cfg, data, dense, dense_arch, seed: int, checkpoint=
     return model, arch, runs, made
 
 
+def recipe_variants(cfg: UpcycleConfig, depth: int) -> list[tuple[str, UpcycleConfig]]:
+    """Every recipe, plus MoLA increasing / uniform / decreasing at an equal total of experts."""
+    out = [(name, cfg.model_copy(update={"recipe": name})) for name in ("sparse", "dmu", "moepp", "phatgoose")]
+    increasing = [max(cfg.top_k, 4 + 2 * (2 * i - depth + 1)) for i in range(depth)]
+    shapes = {"increasing": increasing, "uniform": [round(sum(increasing) / depth)] * depth,
+              "decreasing": increasing[::-1]}
+    for label, counts in shapes.items():
+        out.append((f"mola {label} {counts}", cfg.model_copy(update={"recipe": "mola", "mola_experts": counts})))
+    return out
+
+
+def cost_row(name: str, model, test) -> dict:
+    return {"model": name, "test_acc": accuracy(model, test), "active_params": active_params(model),
+            "flops_per_sample": flops_per_sample(model, test.x[:64])}
+
+
+def compare_recipes(cfg: UpcycleConfig, data, dense, dense_arch, seed: int, trained) -> pd.DataFrame:
+    """Rows of test accuracy, active params and FLOPs per sample: the dense teacher, the configured
+    recipe (`trained`), and with `cfg.compare` every variant, each from the same teacher and seed."""
+    test = data.test.to(next(dense.parameters()).device)
+    configured = cost_row(f"{cfg.recipe} (configured)", trained, test)
+    rows = [cost_row("dense teacher", dense, test), configured]
+    if cfg.compare:
+        for name, variant in recipe_variants(cfg, int(dense_arch["backbone"].get("depth", 2))):
+            if variant == cfg:  # the configured recipe itself: already trained
+                rows.append(dict(configured, model=name))
+                continue
+            log.info("upcycle: comparing %s", name)
+            seed_everything(seed)
+            model, _, _, _ = build_and_train(variant, data, dense, dense_arch, seed)
+            rows.append(cost_row(name, model, test))
+    return pd.DataFrame(rows)
+
+
 def upcycle(ws: Workspace) -> None:
     cfg = ws.config()
     out, arrays, dense_path = ws.stage_dir("upcycle"), ws.stage_dir("prepare") / "arrays.zarr", ws.stage_dir("teacher") / "model.zarr"
@@ -69,6 +105,7 @@ def upcycle(ws: Workspace) -> None:
     save_model(out / "model.zarr", model, arch, step=len(runs["upcycle"].history) if "upcycle" in runs else 0)
     write_history(out / "history.parquet", runs)
     write_table(out / "experts.parquet", experts)
+    write_table(out / "recipes.parquet", compare_recipes(cfg.upcycle, data, dense, dense_arch, cfg.seed, model))
     write_json(out / "metrics.json", {"test_acc": test_acc, "dense_test_acc": accuracy(dense, data.test.to(device)),
                                       "params": count_params(model), "expert_load_cv": float(experts["load_cv"].mean()),
                                       "ffn_experts_per_token": _mean(experts["ffn_experts_per_token"]),
@@ -77,5 +114,5 @@ def upcycle(ws: Workspace) -> None:
     log.info("upcycle (%s, E=%d, k=%d): test accuracy %.4f, mean load CV %.3f", cfg.upcycle.recipe,
              cfg.upcycle.num_experts, cfg.upcycle.top_k, test_acc, experts["load_cv"].mean())
     write_manifest(ws, "upcycle", {"seed": cfg.seed, "upcycle": cfg.upcycle.model_dump(mode="json")},
-                   inputs=[arrays, dense_path], outputs=[out / "model.zarr"])
+                   inputs=[arrays, dense_path], outputs=[out / "model.zarr", out / "recipes.parquet"])
     ws.clear_resume("upcycle")

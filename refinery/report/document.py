@@ -103,6 +103,9 @@ class ReportInputs:
     - `reliability`: per model, the rows of `refinery.metrics.reliability_table`.
     - `histories`: per stage, the history table (epoch, loss, val_acc, run, ...) as records.
     - `experts`: the rows of data/upcycle/experts.parquet (layer, load list, load_cv, ...).
+    - `recipes`: the rows of data/upcycle/recipes.parquet (model, test_acc, active_params,
+      flops_per_sample): the dense teacher, the configured recipe, and with upcycle.compare
+      every other recipe and MoLA's three allocations.
     - `provenance`: pipeline, seed, config_hash, git_rev, stage_hashes {stage: hash}, data,
       n_test, num_classes, distill_loss, forget_size.
     """
@@ -111,6 +114,7 @@ class ReportInputs:
     reliability: dict[str, list[dict]] = field(default_factory=dict)
     histories: dict[str, list[dict]] = field(default_factory=dict)
     experts: list[dict] = field(default_factory=list)
+    recipes: list[dict] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
 
     def stage_hash(self, stage: str) -> str:

@@ -98,7 +98,22 @@ def upcycle_section(inputs: ReportInputs) -> Section:
     if rows:
         blocks += [Table(["layer", "load", "load_cv", "router_entropy", "drop_rate"], rows),
                    Figure("experts", "Share of routed tokens per expert, per MoE layer.")]
-    return Section("Upcycling", blocks)
+    return Section("Upcycling", blocks + recipe_blocks(inputs.recipes, n))
+
+
+def recipe_blocks(recipes: list[dict], n: int) -> list:
+    """With upcycle.compare: every recipe against the dense teacher, and the verdict on the best."""
+    dense = next((r for r in recipes if r["model"] == "dense teacher"), None)
+    if dense is None or len(recipes) <= 2:
+        return []
+    best = max((r for r in recipes if r is not dense), key=lambda r: r["test_acc"])
+    rows = [dict(r, active_params_vs_dense=r["active_params"] / dense["active_params"],
+                 flops_vs_dense=r["flops_per_sample"] / dense["flops_per_sample"]) for r in recipes]
+    return ["Every recipe from the same teacher and seed (upcycle.compare), MoLA at an equal total of experts:",
+            Table(["model", "test_acc", "active_params", "flops_per_sample", "active_params_vs_dense",
+                   "flops_vs_dense"], rows),
+            compare_accuracy(f"The best recipe ({best['model']})", best["test_acc"], "the dense teacher",
+                             dense["test_acc"], n)]
 
 
 def distill_section(inputs: ReportInputs) -> Section:

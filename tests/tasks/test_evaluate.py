@@ -45,7 +45,7 @@ def test_metrics_keep_the_contract_keys():
 def test_every_file_the_report_reads_is_a_dvc_dependency(tmp_path):
     ws = Workspace(tmp_path)
     for stage in ("prepare", "teacher", "upcycle", "distill", "unlearn"):
-        for name in ("history.parquet", "metrics.json", "manifest.json", "experts.parquet"):
+        for name in ("history.parquet", "metrics.json", "manifest.json", "experts.parquet", "recipes.parquet"):
             (ws.stage_dir(stage) / name).parent.mkdir(parents=True, exist_ok=True)
             (ws.stage_dir(stage) / name).write_text("")
     deps = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]["deps"])

@@ -58,3 +58,17 @@ def test_unlearning_table_is_relative_to_retrain(inputs):
 def test_report_without_retrain_says_so(inputs):
     del inputs.metrics["unlearn"]["retrain"]
     assert "No retrain baseline was run" in render_markdown(build_report(inputs))
+
+
+def test_recipe_table_and_verdict_appear_only_with_a_comparison(inputs):
+    from dataclasses import replace
+
+    assert "upcycle.compare" not in render_markdown(build_report(inputs))
+    recipes = [dict(model="dense teacher", test_acc=0.90, active_params=100, flops_per_sample=1000.0),
+               dict(model="sparse (configured)", test_acc=0.89, active_params=150, flops_per_sample=1500.0),
+               dict(model="dmu", test_acc=0.88, active_params=150, flops_per_sample=1500.0),
+               dict(model="mola increasing [2, 6]", test_acc=0.895, active_params=120, flops_per_sample=1200.0)]
+    text = render_markdown(build_report(replace(inputs, recipes=recipes)))
+    assert "upcycle.compare" in text and "mola increasing [2, 6]" in text
+    assert "The best recipe (mola increasing [2, 6]) (0.8950) vs the dense teacher (0.9000)" in text
+    assert "does not beat the dense teacher" in text
