@@ -29,7 +29,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 # Speed benches: each prints its ratios, measured side by side in one run, on its last line.
-# Quality tables (minutes each): python -m bench.{upcycle,distill,unlearn}_quality
+# Quality tables (minutes each): python -m bench.{teacher,upcycle,distill,unlearn}_quality
 BENCHES := train moe distill unlearn
 
 bench: setup

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .data.dataset import Arrays
-from .models.moe import moe_layers
+from .models.moe import routed_aux_loss
 from .recipe import augmented, multi_sample_dropout_loss
 from .store import load_checkpoint, packed_checkpoint
 
@@ -58,8 +58,9 @@ class FitResult:
 
 
 def moe_aux_loss(model: nn.Module) -> torch.Tensor | float:
-    """Sum of the MoE layers' balance and z-losses from the latest forward pass."""
-    return sum((m.aux_loss for m in moe_layers(model)), 0.0)
+    """Sum of the routed layers' balance and z-losses (MoE, MoE++, MoLA, PHATGOOSE) from the
+    latest forward pass; 0 for a dense model."""
+    return routed_aux_loss(model)
 
 
 def cross_entropy_loss(label_smoothing: float) -> LossFn:
