@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import accel as A
 from .config import TrainConfig
 from .data.dataset import Arrays
 from .models.moe import routed_aux_loss
@@ -205,7 +206,8 @@ def fit(model: nn.Module, train: Arrays, cfg: TrainConfig, *, seed: int, val: Ar
     # this CPU against 2.6 ms for torch's default per-tensor loop there; the same math.
     fused = device.type in ("cpu", "cuda") and all(p.dtype.is_floating_point for p in params)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
-    data = train.to(device)
+    accel = A.plan(cfg, device, train)
+    runner, data = A.place(accel, model, train)
     n = len(data)
     steps_per_epoch = max(1, math.ceil(subset_size(n, cfg.subset_fraction) / cfg.batch_size))  # RS2: schedule spans these
     total = cfg.epochs * steps_per_epoch
@@ -217,7 +219,8 @@ def fit(model: nn.Module, train: Arrays, cfg: TrainConfig, *, seed: int, val: Ar
     bar = tqdm(range(start, cfg.epochs), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
     try:
         for epoch in bar:
-            record = _train_epoch(model, data, cfg, opt, params, loss_fn, hooks, epoch, seed, steps_per_epoch, total)
+            record = _train_epoch(model, runner, data, accel, cfg, opt, params, loss_fn, hooks, epoch, seed,
+                                  steps_per_epoch, total)
             if val is not None and len(val):
                 record["val_acc"] = accuracy(model, val)
             record["seconds"] = time.perf_counter() - t0
@@ -234,11 +237,13 @@ def fit(model: nn.Module, train: Arrays, cfg: TrainConfig, *, seed: int, val: Ar
     return result
 
 
-def _train_epoch(model, data, cfg, opt, params, loss_fn, hooks, epoch, seed, steps_per_epoch, total) -> dict:
+def _train_epoch(model, runner, data, accel, cfg, opt, params, loss_fn, hooks, epoch, seed, steps_per_epoch,
+                 total) -> dict:
+    """One epoch. `runner` runs the forward pass (the model, or its compiled form); hooks see the model."""
     model.train()
-    device = data.x.device
+    device = accel.device
     torch.manual_seed(epoch_seed(seed, epoch))  # dropout masks
-    order = epoch_indices(len(data), cfg.subset_fraction, seed, epoch).to(device)
+    order = epoch_indices(len(data), cfg.subset_fraction, seed, epoch).to(data.x.device)
     loss_sum = torch.zeros((), device=device)
     first_bad = torch.full((), -1, device=device, dtype=torch.long)
     for step in range(steps_per_epoch):
@@ -246,7 +251,8 @@ def _train_epoch(model, data, cfg, opt, params, loss_fn, hooks, epoch, seed, ste
         for group in opt.param_groups:
             group["lr"] = lr
         idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-        loss = loss_fn(model, data.x[idx], data.y[idx], data.ids[idx])
+        with accel.autocast():
+            loss = loss_fn(runner, *A.batch(accel, data, idx))
         # Record the first non-finite step without a host sync on every step.
         bad = ~torch.isfinite(loss.detach())
         first_bad = torch.where(bad & (first_bad < 0), torch.tensor(step, device=device), first_bad)
