@@ -14,6 +14,11 @@ Conventions (METHODS.md, "Evaluation"):
   statistics during the measured forward, so they are the real routing of that batch.
   Active parameters count, per MoE layer, the router plus top_k of the E experts (the
   "activated parameters" of sparse models), so a dense model has active == total.
+- LoRA expert layers (MoLA, PHATGOOSE): the frozen fc1/fc2 count as Linears. Per token the
+  router costs 2 * d * E, and each (token, expert) assignment 4 * r * (d + h): A and B of both
+  adapters at rank r. Active parameters keep top_k of the E adapters. (The layer computes all
+  E adapters as two thin GEMMs, zero-weighted outside the top-k; a top-k dispatch would not
+  need them, so they are not counted, as for MoE.)
 - Latency is the median wall time of a batch-1 forward; throughput is samples per second at
   a large batch. Both run in eval mode under torch.no_grad after warm-up.
 
@@ -32,18 +37,28 @@ from torch import Tensor, nn
 
 from ..models import count_params
 from ..models.blocks import SelfAttention
-from ..models.moe import MoE, moe_layers
+from ..models.lora import LoRAFFN
+from ..models.moe import MoE, Routed, routed_layers
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
+def _expert_tensors(layer: Routed) -> tuple[Tensor, ...]:
+    if isinstance(layer, MoE):
+        return layer.w1, layer.b1, layer.w2, layer.b2
+    if isinstance(layer, LoRAFFN):
+        return layer.lora.a1, layer.lora.b1, layer.lora.a2, layer.lora.b2
+    return ()
+
+
 def active_params(model: nn.Module) -> int:
-    """Parameters used per token: MoE layers contribute their router and top_k experts only."""
+    """Parameters used per token: routed layers contribute their router and top_k experts only."""
     total = count_params(model)
-    for moe in moe_layers(model):
-        expert_params = sum(p.numel() for p in (moe.w1, moe.b1, moe.w2, moe.b2))
-        per_expert = expert_params // moe.num_experts
-        total -= (moe.num_experts - moe.top_k) * per_expert
+    for layer in routed_layers(model):
+        tensors = _expert_tensors(layer)
+        if tensors:
+            per_expert = sum(t.numel() for t in tensors) // layer.num_experts
+            total -= max(layer.num_experts - layer.top_k, 0) * per_expert
     return total
 
 
@@ -58,9 +73,9 @@ def _measuring(model: nn.Module) -> Iterator[None]:
     modes = [(m, m.training) for m in model.modules()]
     # Our forwards must not leak into expert-load statistics or the aux loss a caller may
     # still read (evaluation reports expert load from the same model).
-    saved = [(m, m.tracking, m.stats, m.aux_loss) for m in moe_layers(model)]
-    for moe in moe_layers(model):
-        moe.reset_stats(track=False)
+    saved = [(m, m.tracking, m.stats, m.aux_loss) for m in routed_layers(model)]
+    for layer in routed_layers(model):
+        layer.reset_stats(track=False)
     model.eval()
     try:
         with torch.no_grad():
@@ -89,13 +104,20 @@ def _attention_flops(module: SelfAttention, inputs: tuple, output: Tensor) -> in
     return 2 * 2 * b * n * n * d
 
 
-def _moe_flops(moe: MoE) -> int:
-    dim, hidden = moe.w1.shape[1], moe.w1.shape[2]
-    tokens = moe.stats["tokens"]
+def _routed_flops(layer: Routed) -> int:
+    """Router plus expert work of one routed layer over the tracked forward."""
+    tokens, dim = layer.stats["tokens"], layer.router.in_features
     # Every assignment in `counts` is run through its expert (capacity-dropped ones too:
     # their output is only zero-weighted), so this is the work the layer really did.
-    assignments = int(moe.stats["counts"].sum())
-    return 2 * dim * moe.num_experts * tokens + assignments * (2 * dim * hidden + 2 * hidden * dim)
+    assignments = int(layer.stats["counts"].sum())
+    router = 2 * dim * layer.num_routed * tokens
+    if isinstance(layer, MoE):
+        hidden = layer.w1.shape[2]
+        return router + assignments * (2 * dim * hidden + 2 * hidden * dim)
+    if isinstance(layer, LoRAFFN):
+        hidden = layer.fc1.out_features
+        return router + assignments * 4 * layer.lora.rank * (dim + hidden)
+    return router
 
 
 def _counter(module: nn.Module, routers: set[int]) -> Callable[..., int] | None:
@@ -112,8 +134,8 @@ def _counter(module: nn.Module, routers: set[int]) -> Callable[..., int] | None:
 
 def flops_per_sample(model: nn.Module, example_input: Tensor) -> float:
     """FLOPs of one forward of `example_input` (batch first), divided by its batch size."""
-    moes = moe_layers(model)
-    routers = {id(moe.router) for moe in moes}
+    routed = routed_layers(model)
+    routers = {id(layer.router) for layer in routed}
     total = [0]
     handles = []
     for module in model.modules():
@@ -124,10 +146,10 @@ def flops_per_sample(model: nn.Module, example_input: Tensor) -> float:
             handles.append(module.register_forward_hook(hook))
     try:
         with _measuring(model):
-            for moe in moes:
-                moe.reset_stats(track=True)
+            for layer in routed:
+                layer.reset_stats(track=True)
             model(example_input.to(_device(model)))
-            total[0] += sum(_moe_flops(moe) for moe in moes)
+            total[0] += sum(_routed_flops(layer) for layer in routed)
     finally:
         for handle in handles:
             handle.remove()
