@@ -46,7 +46,17 @@ def resolve_config(root: Path, pipeline: str | None, overrides: list[str]) -> C.
         raw, source = C.read_yaml(root / "params.yaml"), "params.yaml"
     if overrides:
         raw, source = C.apply_overrides(raw, overrides), f"{source} with --set"
-    return C.validate(raw, source)
+    return with_fingerprint(root, C.validate(raw, source))
+
+
+def with_fingerprint(root: Path, cfg: C.PipelineConfig) -> C.PipelineConfig:
+    """The config with data.fingerprint describing the files under data.path as they are now.
+    DVC cannot list a path chosen in params.yaml among prepare's deps, so the files' state
+    enters as a param instead: edited user data reruns prepare and everything after it."""
+    from refinery.data import fingerprint
+
+    stamp = fingerprint(root / cfg.data.path) if cfg.data.path else None
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"fingerprint": stamp})})
 
 
 def write_params(root: Path, cfg: C.PipelineConfig) -> None:

@@ -1,5 +1,5 @@
 """The nightly flow a team schedules: pull new data from the DVC remote, rerun what changed
-(including any pending forget request), push the artifacts back.
+(including any pending forget request and edited files under data.path), push the artifacts back.
 
 `refinery serve --cron "0 3 * * *"` serves it from this process (flow.serve); `refinery deploy
 --pool NAME` registers it on a process work pool for `prefect worker start --pool NAME`.
@@ -51,6 +51,16 @@ def pending_forget(root: str) -> str:
     return f"forget request: {request}" if request else "no forget request"
 
 
+@task(name="user-data", retries=0, cache_policy=NO_CACHE)
+def refresh_user_data(root: str) -> str:
+    """Re-stamp data.fingerprint in params.yaml, so files changed under data.path rerun prepare."""
+    from .cli import resolve_config, write_params
+
+    cfg = resolve_config(Path(root), None, [])
+    write_params(Path(root), cfg)
+    return f"user data {cfg.data.path}: fingerprint {cfg.data.fingerprint}" if cfg.data.path else "built-in data"
+
+
 @flow(name="refinery-nightly", log_prints=True)
 def nightly_flow(root: str) -> dict:
     from prefect.concurrency.sync import concurrency
@@ -59,6 +69,7 @@ def nightly_flow(root: str) -> dict:
     pulled = pull(root)
     logger.info("%s", pulled)
     logger.info("%s", pending_forget(root))
+    logger.info("%s", refresh_user_data(root))
     # The pipeline holds DVC's workspace lock throughout, so it also holds the `dvc` slot: a
     # sweep in the same workspace waits for it instead of failing on the lock.
     with concurrency(DVC_LIMIT, occupy=1, strict=True):

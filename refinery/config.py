@@ -45,6 +45,9 @@ class DataConfig(Strict):
     resize: list[int] | None = Field(None, description="images: [H, W] to resize every image to")
     image_column: str = Field("image", description="parquet: image bytes or numeric array column")
     label_column: str = Field("label", description="parquet: integer or string label column")
+    fingerprint: str | None = Field(None, description=(
+        "set by `refinery run` from the names, sizes and times of the files under data.path, so that "
+        "changed files rerun prepare (DVC sees a changed param); leave it to refinery"))
 
     @model_validator(mode="after")
     def _source_settings_fit(self) -> "DataConfig":

@@ -1,9 +1,9 @@
 """Data: sources, splits, forget requests, and the in-memory dataset the training loop slices."""
 from .dataset import Arrays, load_prepared
 from .forget import ForgetRequestError, read_ids_file, resolve_request
-from .base import DataSourceError
+from .base import DataSourceError, fingerprint
 from .sources import SOURCES, Source, load_source
 from .splits import SPLIT_NAMES, TEST, TRAIN, VAL, stratified_split
 
-__all__ = ["Arrays", "DataSourceError", "ForgetRequestError", "SOURCES", "SPLIT_NAMES", "Source", "TEST", "TRAIN", "VAL",
+__all__ = ["Arrays", "DataSourceError", "ForgetRequestError", "SOURCES", "fingerprint", "SPLIT_NAMES", "Source", "TEST", "TRAIN", "VAL",
            "load_prepared", "load_source", "read_ids_file", "resolve_request", "stratified_split"]

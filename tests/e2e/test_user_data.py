@@ -11,3 +11,8 @@ def test_pipeline_over_a_cifar_directory(tmp_path):
     m = metrics(project)
     assert 0 <= m["teacher"]["test_acc"] <= 1 and m["unlearn"]["retrain"]["gap"] == 0
     assert "up to date" in run(project, "dvc", "status").stdout
+    assert "up to date" in run(project, "refinery", "run").stdout
+    # New labels in the user's files: `refinery run` sees them and prepares the data again.
+    write_cifar10(cifar, n=40, labels=[(i * 7) % 10 for i in range(40)])
+    rerun = run(project, "refinery", "run").stdout
+    assert "prepare=ran" in rerun and "teacher=ran" in rerun
