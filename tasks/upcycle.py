@@ -58,9 +58,11 @@ def build_and_train(upcycle_cfg, data, dense, dense_arch, seed: int, checkpoint=
 def recipe_variants(cfg: UpcycleConfig, depth: int) -> list[tuple[str, UpcycleConfig]]:
     """Every recipe, plus MoLA increasing / uniform / decreasing at an equal total of experts."""
     out = [(name, cfg.model_copy(update={"recipe": name})) for name in ("sparse", "dmu", "moepp", "phatgoose")]
-    increasing = [max(cfg.top_k, 4 + 2 * (2 * i - depth + 1)) for i in range(depth)]
-    shapes = {"increasing": increasing, "uniform": [round(sum(increasing) / depth)] * depth,
-              "decreasing": increasing[::-1]}
+    # Steps of 2 around a uniform count u (depth 4: [2, 4, 6, 8] against [5, 5, 5, 5]), so all
+    # three have exactly depth * u experts and the smallest layer still has top_k of them.
+    uniform = max(4, cfg.top_k + depth - 1)
+    increasing = [uniform + 2 * i - (depth - 1) for i in range(depth)]
+    shapes = {"increasing": increasing, "uniform": [uniform] * depth, "decreasing": increasing[::-1]}
     for label, counts in shapes.items():
         out.append((f"mola {label} {counts}", cfg.model_copy(update={"recipe": "mola", "mola_experts": counts})))
     return out
