@@ -6,7 +6,8 @@ PROJECT must have run prepare and teacher (e.g. `make run`). This is the upcycle
 comparison (`upcycle.compare`, tasks/upcycle.py) without the rest of the pipeline: each recipe
 starts from the same dense teacher, with the project's upcycle settings and seed; accuracy is
 on the test split, FLOPs follow the real routing. Prints one Markdown table; the last line
-names the best recipe.
+names the best recipe and whether it beats the dense teacher by more than 2 standard errors
+(`verdict=beats`), within them (`noise`) or not at all (`worse`).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 
 from refinery.data import load_prepared
+from refinery.report import accuracy_verdict
 from tasks.common import Workspace, find_root, pick_device, seed_everything
 from tasks.models import load_model
 from tasks.upcycle import build_and_train, compare_recipes
@@ -37,8 +39,9 @@ def main(root: Path) -> None:
         print(f"| {row.model} | {row.test_acc:.4f} | {row.active_params:,} | {row.flops_per_sample:,.0f} |")
     best = table.iloc[1:].sort_values("test_acc", ascending=False).iloc[0]
     dense_acc = float(table["test_acc"].iloc[0])
-    verdict = "beats" if best.test_acc > dense_acc else "does not beat"
-    print(f"upcycle_quality: best={best.model} test_acc={best.test_acc:.4f} {verdict} dense={dense_acc:.4f}")
+    verdict, diff, se2 = accuracy_verdict(best.test_acc, dense_acc, len(data.test))  # the report's rule
+    print(f"upcycle_quality: best={best.model} test_acc={best.test_acc:.4f} dense={dense_acc:.4f} "
+          f"diff={diff:+.2f} points 2SE={se2:.2f} verdict={verdict}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from .document import Figure, Report, ReportInputs, Section, Table, format_cell,
 from .html import render_html
 from .markdown import render_markdown
 from .plot_data import plot_files, write_plot_data
-from .sections import SUMMARY_COLUMNS, build_report, compare_accuracy, pareto_models, summary_rows
+from .sections import SUMMARY_COLUMNS, accuracy_verdict, build_report, compare_accuracy, pareto_models, summary_rows
 
 
 def render_report(inputs: ReportInputs) -> tuple[str, str]:
@@ -25,6 +25,6 @@ def render_report(inputs: ReportInputs) -> tuple[str, str]:
     return render_markdown(report), render_html(report, render_figures(inputs))
 
 
-__all__ = ["Figure", "Report", "ReportInputs", "SUMMARY_COLUMNS", "Section", "Table", "build_report",
+__all__ = ["Figure", "Report", "ReportInputs", "SUMMARY_COLUMNS", "Section", "Table", "accuracy_verdict", "build_report",
            "compare_accuracy", "format_cell", "model_stage", "pareto_models", "plot_files", "render_html",
            "render_markdown", "render_report", "summary_rows", "write_plot_data"]

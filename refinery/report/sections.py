@@ -17,16 +17,22 @@ COST_COLUMNS = ["model", "params", "active_params", "flops_per_sample", "latency
 NAN = float("nan")
 
 
+def accuracy_verdict(acc_a: float, acc_b: float, n: int) -> tuple[str, float, float]:
+    """('worse' | 'noise' | 'beats', difference in points, 2 SE in points) for a vs b."""
+    diff = 100.0 * (acc_a - acc_b)
+    se2 = 200.0 * math.sqrt((acc_a * (1 - acc_a) + acc_b * (1 - acc_b)) / max(n, 1))
+    return ("worse" if diff <= 0 else "noise" if diff < se2 else "beats"), diff, se2
+
+
 def compare_accuracy(name_a: str, acc_a: float, name_b: str, acc_b: float, n: int) -> str:
     """One sentence saying whether `a` beats `b` on accuracy, and whether the gap is noise."""
     if not (math.isfinite(acc_a) and math.isfinite(acc_b)):
         return f"{name_a} and {name_b} cannot be compared: an accuracy is missing."
-    diff = 100.0 * (acc_a - acc_b)
-    se2 = 200.0 * math.sqrt((acc_a * (1 - acc_a) + acc_b * (1 - acc_b)) / max(n, 1))
+    verdict, diff, se2 = accuracy_verdict(acc_a, acc_b, n)
     head = f"{name_a} ({acc_a:.4f}) vs {name_b} ({acc_b:.4f}): {diff:+.2f} points"
-    if diff <= 0:
+    if verdict == "worse":
         return f"{head}. {name_a} does not beat {name_b}."
-    if diff < se2:
+    if verdict == "noise":
         return (f"{head}, within the noise of one seed on {n} test samples (2 SE = {se2:.2f} points): "
                 f"not a demonstrated improvement over {name_b}.")
     subject = name_a[0].lower() + name_a[1:]
