@@ -96,8 +96,8 @@ def upcycle(ws: Workspace) -> None:
     out, arrays, dense_path = ws.stage_dir("upcycle"), ws.stage_dir("prepare") / "arrays.zarr", ws.stage_dir("teacher") / "model.zarr"
     data = load_prepared(arrays)
     device = pick_device(cfg.device)
-    seed_everything(cfg.seed)
     dense, dense_arch = load_model(dense_path, device)
+    seed_everything(cfg.seed)  # after loading (which draws an initialisation): as each compared recipe
     model, arch, runs, made = build_and_train(
         cfg.upcycle, data, dense, dense_arch, cfg.seed, checkpoint=ws.resume_path("upcycle"),
         hooks=Hooks(on_epoch=progress_reporter("upcycle-progress", "MoE training")))
