@@ -100,7 +100,7 @@ def time_to_accuracy(cfg, arch, train, val, target: float, max_epochs: int) -> t
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=31)
     # One thread by default: on a shared 2-core box, two OpenMP threads competing with other
     # processes measured ~20x slower per epoch for both loops, drowning the comparison in noise.
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is)")
