@@ -53,12 +53,20 @@ def pending_forget(root: str) -> str:
 
 @task(name="user-data", retries=0, cache_policy=NO_CACHE)
 def refresh_user_data(root: str) -> str:
-    """Re-stamp data.fingerprint in params.yaml, so files changed under data.path rerun prepare."""
+    """Re-stamp data.fingerprint in params.yaml, so files changed under data.path rerun prepare.
+    Without a data.path there is nothing to stamp, and params.yaml is left to the pipeline."""
+    from refinery import config as C
+
     from .cli import resolve_config, write_params
 
+    params = Path(root) / "params.yaml"
+    raw = C.read_yaml(params) if params.exists() else {}
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if not (isinstance(data, dict) and data.get("path")):
+        return "no data.path: nothing to stamp"
     cfg = resolve_config(Path(root), None, [])
     write_params(Path(root), cfg)
-    return f"user data {cfg.data.path}: fingerprint {cfg.data.fingerprint}" if cfg.data.path else "built-in data"
+    return f"user data {cfg.data.path}: fingerprint {cfg.data.fingerprint}"
 
 
 @flow(name="refinery-nightly", log_prints=True)

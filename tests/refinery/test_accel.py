@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import shutil
+import sysconfig
+from pathlib import Path
 
 import pytest
 import torch
@@ -63,7 +65,9 @@ def test_channels_last_reaches_the_batch_and_the_convolutions():
                   (torch.rand(4, 1, 8), torch.zeros(4, dtype=torch.long))])).channels_last is False  # 1-D input
 
 
-@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="torch.compile needs a C compiler")
+@pytest.mark.skipif(not ((shutil.which("cc") or shutil.which("gcc"))
+                         and (Path(sysconfig.get_paths()["include"]) / "Python.h").exists()),
+                    reason="torch.compile's CPU backend needs a C compiler and the Python headers")
 def test_compile_trains_through_the_compiled_module_and_saves_the_plain_one(tmp_path):
     seen, model = run(TrainConfig(epochs=1, batch_size=32, compile=True), arch_name="mlp")
     assert seen["runner"] == "OptimizedModule"
