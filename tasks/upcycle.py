@@ -75,7 +75,8 @@ def cost_row(name: str, model, test) -> dict:
 
 def compare_recipes(cfg: UpcycleConfig, data, dense, dense_arch, seed: int, trained) -> pd.DataFrame:
     """Rows of test accuracy, active params and FLOPs per sample: the dense teacher, the configured
-    recipe (`trained`), and with `cfg.compare` every variant, each from the same teacher and seed."""
+    recipe (`trained`), and with `cfg.compare` every variant, each from the same teacher and seed.
+    The first two rows are always the dense teacher and the configured recipe, in that order."""
     test = data.test.to(next(dense.parameters()).device)
     configured = cost_row(f"{cfg.recipe} (configured)", trained, test)
     rows = [cost_row("dense teacher", dense, test), configured]
@@ -102,13 +103,14 @@ def upcycle(ws: Workspace) -> None:
         cfg.upcycle, data, dense, dense_arch, cfg.seed, checkpoint=ws.resume_path("upcycle"),
         hooks=Hooks(on_epoch=progress_reporter("upcycle-progress", "MoE training")))
     experts = expert_stats(model, data.test.x)
-    test_acc = accuracy(model, data.test.to(device))
+    recipes = compare_recipes(cfg.upcycle, data, dense, dense_arch, cfg.seed, model)
+    dense_acc, test_acc = float(recipes["test_acc"][0]), float(recipes["test_acc"][1])
     extra = made.evaluate(model, data) if made.evaluate else {}
     save_model(out / "model.zarr", model, arch, step=len(runs["upcycle"].history) if "upcycle" in runs else 0)
     write_history(out / "history.parquet", runs)
     write_table(out / "experts.parquet", experts)
-    write_table(out / "recipes.parquet", compare_recipes(cfg.upcycle, data, dense, dense_arch, cfg.seed, model))
-    write_json(out / "metrics.json", {"test_acc": test_acc, "dense_test_acc": accuracy(dense, data.test.to(device)),
+    write_table(out / "recipes.parquet", recipes)
+    write_json(out / "metrics.json", {"test_acc": test_acc, "dense_test_acc": dense_acc,
                                       "params": count_params(model), "expert_load_cv": float(experts["load_cv"].mean()),
                                       "ffn_experts_per_token": _mean(experts["ffn_experts_per_token"]),
                                       "expert_affinity": _mean(experts["next_affinity"]),
