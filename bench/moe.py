@@ -2,9 +2,8 @@
 
 Setting (the issue's): E=8 experts, top-2, d=256, 4096 tokens, expert hidden h=2d (the
 project's mlp_ratio). The dense baseline has the same *active* parameters: one FFN of hidden
-2h, since each token runs two experts of hidden h. The three are timed alternately, in
-an order that rotates every round, so a busy machine slows all of them alike; each ratio is
-the median over rounds of that round's ratio, which cancels drifts slower than one round.
+2h, since each token runs two experts of hidden h. The three are timed in paired,
+rotating rounds (bench/timing.py); each ratio is the median of the per-round ratios.
 
 Last line: `moe: vs_dense=X vs_loop=Y`, time ratios MoE/dense and MoE/loop (below 1: faster).
 """
@@ -19,6 +18,8 @@ from torch import nn
 
 from refinery.models.blocks import FeedForward
 from refinery.models.moe import MoE
+
+from .timing import paired_ratio, paired_rounds
 
 
 def step_seconds(layer: nn.Module, x: torch.Tensor) -> float:
@@ -51,13 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     layers = {"moe": moe, "dense": dense, "loop": loop}
     for layer in layers.values():  # warm-up: allocator, MKL handles
         step_seconds(layer, x)
-    names = list(layers)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(args.repeats):
-        for name in names[r % 3:] + names[:r % 3]:
-            times[name].append(step_seconds(layers[name], x))
-    med = {name: statistics.median(ts) for name, ts in times.items()}
-    ratio = {base: statistics.median(m / b for m, b in zip(times["moe"], times[base])) for base in ("dense", "loop")}
+    seconds = paired_rounds({name: (lambda r, layer=layer: step_seconds(layer, x)) for name, layer in layers.items()},
+                            args.repeats)
+    med = {name: statistics.median(ts) for name, ts in seconds.items()}
+    ratio = {base: paired_ratio(seconds, "moe", base) for base in ("dense", "loop")}
     print(f"threads={torch.get_num_threads()} E={args.experts} k={args.top_k} d={args.dim} h={args.hidden} "
           f"tokens={args.tokens}; median ms: " + ", ".join(f"{n}={1000 * t:.1f}" for n, t in med.items()))
     print(f"moe: vs_dense={ratio['dense']:.2f} vs_loop={ratio['loop']:.2f}")

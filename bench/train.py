@@ -1,11 +1,11 @@
 """Benchmark: one teacher epoch of refinery.train.fit against a plain PyTorch tutorial loop.
 
 Same model (the mnist1d pipeline's teacher CCT), same data (MNIST-1D, published split,
-training part), same batch size, AdamW and label smoothing. Ours runs as the teacher stage runs
-it: one-cycle LR, gradient clipping, and a resume checkpoint written every epoch. The plain loop is the tutorial
-one: a shuffling DataLoader over a TensorDataset, batches moved to the device each step.
-The two are timed back to back for several rounds, the order swapping every round, so a
-busy machine slows both alike; the figure is the median of the per-round ratios. With CUDA the same pair runs again on the GPU.
+training part), same batch size, AdamW and label smoothing. Ours runs as the teacher stage
+runs it: one-cycle LR, gradient clipping, a resume checkpoint every epoch. The plain loop is
+the tutorial one: a shuffling DataLoader over a TensorDataset, batches moved to the device
+each step. The two are timed in paired rounds whose order swaps every round (bench/timing.py);
+the figure is the median of the per-round ratios. With CUDA the pair runs again on the GPU.
 
 Optionally (--tta), time-to-accuracy on MNIST-1D: seconds until val accuracy first reaches
 0.94 for our default recipe (one-cycle AdamW, label smoothing) vs Adam 1e-3 at constant LR.
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from refinery.models import build_model
 from refinery.train import accuracy, fit
 
 from .presets import preset_data
+from .timing import paired_ratio, paired_rounds
 
 def plain_epoch(model, loader, opt, device, label_smoothing) -> None:
     model.train()
@@ -47,8 +47,7 @@ def sync(device) -> None:
 
 
 def compare(cfg, arch, train: Arrays, device: torch.device, rounds: int) -> float:
-    """Median over rounds of (plain-epoch seconds / fit-epoch seconds). Each round times both
-    loops back to back, the order swapping every round, so drifts in machine load cancel."""
+    """Median over paired rounds of (plain-epoch seconds / fit-epoch seconds)."""
     tcfg = cfg.teacher.train.model_copy(update={"epochs": 1})
     ours_model, plain_model = build_model(arch).to(device), build_model(arch).to(device)
     plain_model.load_state_dict(ours_model.state_dict())
@@ -60,20 +59,11 @@ def compare(cfg, arch, train: Arrays, device: torch.device, rounds: int) -> floa
              "plain": lambda r: plain_epoch(plain_model, loader, opt, device, tcfg.label_smoothing)}
     for run in loops.values():  # warm-up both (allocator, kernels)
         run(-1)
-    ratios = []
-    for r in range(rounds):
-        seconds = {}
-        for name in (("ours", "plain") if r % 2 == 0 else ("plain", "ours")):
-            sync(device)
-            t0 = time.perf_counter()
-            loops[name](r)
-            sync(device)
-            seconds[name] = time.perf_counter() - t0
-        ratios.append(seconds["plain"] / seconds["ours"])
-        print(f"  {device.type} round {r + 1}: ours {seconds['ours']:.3f} s  plain {seconds['plain']:.3f} s  "
-              f"ratio {ratios[-1]:.3f}")
+    seconds = paired_rounds(loops, rounds, sync=lambda: sync(device))
+    for r, (ours, plain) in enumerate(zip(seconds["ours"], seconds["plain"])):
+        print(f"  {device.type} round {r + 1}: ours {ours:.3f} s  plain {plain:.3f} s  ratio {plain / ours:.3f}")
     shutil.rmtree(resume, ignore_errors=True)
-    return statistics.median(ratios)
+    return paired_ratio(seconds, "plain", "ours")
 
 
 def time_to_accuracy(cfg, arch, train, val, target: float, max_epochs: int) -> tuple[str, str]:
@@ -101,8 +91,7 @@ def time_to_accuracy(cfg, arch, train, val, target: float, max_epochs: int) -> t
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=31)
-    # One thread by default: on a shared 2-core box, two OpenMP threads competing with other
-    # processes measured ~20x slower per epoch for both loops, drowning the comparison in noise.
+    # One thread by default: two were no faster for this model here, and noisier.
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is)")
     ap.add_argument("--tta", action="store_true", help="also measure time-to-accuracy (minutes on a CPU)")
     args = ap.parse_args(argv)

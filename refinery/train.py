@@ -58,15 +58,9 @@ class FitResult:
     seconds: float = 0.0
 
 
-def moe_aux_loss(model: nn.Module) -> torch.Tensor | float:
-    """Sum of the routed layers' balance and z-losses (MoE, MoE++, MoLA, PHATGOOSE) from the
-    latest forward pass; 0 for a dense model."""
-    return routed_aux_loss(model)
-
-
 def cross_entropy_loss(label_smoothing: float) -> LossFn:
     def loss(model, x, y, ids):
-        return F.cross_entropy(model(x), y, label_smoothing=label_smoothing) + moe_aux_loss(model)
+        return F.cross_entropy(model(x), y, label_smoothing=label_smoothing) + routed_aux_loss(model)
     return loss
 
 
@@ -197,7 +191,7 @@ def fit(model: nn.Module, train: Arrays, cfg: TrainConfig, *, seed: int, val: Ar
     hooks = hooks or Hooks()
     loss_fn = hooks.loss or (cross_entropy_loss(cfg.label_smoothing) if cfg.msd_dropout == 0 else
                              multi_sample_dropout_loss(cfg.msd_samples, cfg.msd_dropout, cfg.label_smoothing,
-                                                       aux=moe_aux_loss))
+                                                       aux=routed_aux_loss))
     if cfg.augment_crop or cfg.augment_flip:
         loss_fn = augmented(loss_fn, cfg.augment_crop, cfg.augment_flip)
     device = next(model.parameters()).device

@@ -16,13 +16,14 @@ import copy
 import torch.nn.functional as F
 from torch import nn
 
-from ..train import Hooks, fit, moe_aux_loss
+from ..models.moe import routed_aux_loss
+from ..train import Hooks, fit
 from .base import UnlearnContext, register
 
 
 def ascent_loss(model, x, y, ids):
     """-CE on D_f; an MoE's balance loss is still minimised so the routers stay sane."""
-    return -F.cross_entropy(model(x), y) + moe_aux_loss(model)
+    return -F.cross_entropy(model(x), y) + routed_aux_loss(model)
 
 
 @register("grad_ascent")
