@@ -3,7 +3,8 @@ figure on its last line. Importing the package applies the CLI's process setting
 and turns progress bars off."""
 import os
 
-from refinery.runtime import configure_cpu
+os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: bars would interleave with the figures
+
+from refinery.runtime import configure_cpu  # noqa: E402
 
 configure_cpu()
-os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would interleave with the figures

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from . import accel as A
 from .config import TrainConfig
 from .data.dataset import Arrays
-from .models.moe import routed_aux_loss
+from .models.moe import routed_aux_loss, routed_layers
 from .recipe import augmented, multi_sample_dropout_loss
 from .store import load_checkpoint, packed_checkpoint
 
@@ -58,10 +58,19 @@ class FitResult:
     seconds: float = 0.0
 
 
-def cross_entropy_loss(label_smoothing: float) -> LossFn:
+def cross_entropy_loss(label_smoothing: float,
+                       aux: Callable[[nn.Module], torch.Tensor | float] = routed_aux_loss) -> LossFn:
+    """Cross-entropy plus `aux`: by default the balance/z-losses of every routed layer."""
     def loss(model, x, y, ids):
-        return F.cross_entropy(model(x), y, label_smoothing=label_smoothing) + routed_aux_loss(model)
+        return F.cross_entropy(model(x), y, label_smoothing=label_smoothing) + aux(model)
     return loss
+
+
+def aux_loss_of_layers(model: nn.Module) -> Callable[[nn.Module], torch.Tensor | float]:
+    """`routed_aux_loss` over the routed layers `model` has now, found once: walking the
+    modules every step cost 4 ms an epoch for the MNIST-1D CCT."""
+    layers = routed_layers(model)
+    return lambda _model: sum((layer.aux_loss for layer in layers), 0.0)
 
 
 def lr_factor(schedule: str, progress: float) -> float:
@@ -115,6 +124,19 @@ def accuracy(model: nn.Module, data: Arrays) -> float:
     return float((predict_logits(model, data.x).argmax(1) == data.y.cpu()).float().mean())
 
 
+def clip_grad_norm(opt: torch.optim.Optimizer, params: list[nn.Parameter], max_norm: float) -> None:
+    """Scale the gradients by min(1, max_norm / ||g||), ||g|| over all of them (torch's
+    clip_grad_norm_, same math). A fused AdamW takes the factor into its kernel as `grad_scale`
+    (the attribute torch's GradScaler sets for it), which saves a pass over every gradient:
+    0.1 ms a step for the MNIST-1D CCT on this CPU instead of 0.3. Other optimizers get the pass."""
+    if not opt.defaults.get("fused"):
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if grads:
+        opt.grad_scale = (torch.nn.utils.get_total_norm(grads) + 1e-6).div_(max_norm).clamp_(min=1.0)
+
+
 # --------------------------------------------------------------------------- checkpoints
 def _run_key(cfg: TrainConfig, seed: int, data: Arrays, params: list[nn.Parameter]) -> str:
     """Identifies a run, so a checkpoint is only resumed by the very run that wrote it."""
@@ -136,6 +158,9 @@ def _snapshot_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, ep
                              extra={"run_key": key, "history": history, "param_groups": state["param_groups"]})
 
 
+CHECKPOINT_THREAD = "refinery-checkpoint"
+
+
 class BackgroundWriter:
     """Writes each epoch's resume checkpoint on a second thread while the next epoch trains
     (about 30 ms a save here, 2% of an MNIST-1D epoch, mostly spent waiting on Zarr's I/O).
@@ -148,7 +173,7 @@ class BackgroundWriter:
 
     def submit(self, write: Callable[[], object]) -> None:
         self.wait()
-        self._thread = threading.Thread(target=self._run, args=(write,), name="refinery-checkpoint")
+        self._thread = threading.Thread(target=self._run, args=(write,), name=CHECKPOINT_THREAD)
         self._thread.start()
 
     def _run(self, write: Callable[[], object]) -> None:
@@ -189,9 +214,9 @@ def fit(model: nn.Module, train: Arrays, cfg: TrainConfig, *, seed: int, val: Ar
         checkpoint: Path | None = None, arch: dict | None = None, desc: str = "train") -> FitResult:
     """Train `model` in place. With `checkpoint`, save every epoch and resume from it."""
     hooks = hooks or Hooks()
-    loss_fn = hooks.loss or (cross_entropy_loss(cfg.label_smoothing) if cfg.msd_dropout == 0 else
-                             multi_sample_dropout_loss(cfg.msd_samples, cfg.msd_dropout, cfg.label_smoothing,
-                                                       aux=routed_aux_loss))
+    aux = aux_loss_of_layers(model)
+    loss_fn = hooks.loss or (cross_entropy_loss(cfg.label_smoothing, aux) if cfg.msd_dropout == 0 else
+                             multi_sample_dropout_loss(cfg.msd_samples, cfg.msd_dropout, cfg.label_smoothing, aux))
     if cfg.augment_crop or cfg.augment_flip:
         loss_fn = augmented(loss_fn, cfg.augment_crop, cfg.augment_flip)
     device = next(model.parameters()).device
@@ -255,7 +280,7 @@ def _train_epoch(model, runner, data, accel, cfg, opt, params, loss_fn, hooks, e
         if hooks.after_backward:
             hooks.after_backward(model)
         if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            clip_grad_norm(opt, params, cfg.grad_clip)
         opt.step()
         loss_sum += loss.detach()
     if int(first_bad) >= 0:

@@ -36,9 +36,9 @@ def _chunking(shape: tuple[int, ...], chunk_rows: int) -> tuple[tuple[int, ...],
 
 
 def write_arrays(dest: Path | str, arrays: Mapping[str, np.ndarray], attrs: dict[str, Any] | None = None,
-                 chunk_rows: int = 1024) -> str:
+                 chunk_rows: int = 1024, compress: bool = True) -> str:
     """Atomically write `arrays` as a Zarr v3 group at `dest` with group attrs `attrs`; return
-    the content hash recorded in the attrs."""
+    the content hash recorded in the attrs. Chunks are zstd-compressed unless `compress` is off."""
     digest = arrays_hash(arrays)
     with atomic_path(dest) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
@@ -50,7 +50,7 @@ def write_arrays(dest: Path | str, arrays: Mapping[str, np.ndarray], attrs: dict
             chunks, shards = _chunking(value.shape, chunk_rows)
             kwargs = dict(chunks=chunks, shards=shards) if value.ndim else {}
             arr = group.create_array(name, shape=value.shape, dtype=value.dtype,
-                                     compressors=ZstdCodec(level=3), config={"write_empty_chunks": True},
+                                     compressors=ZstdCodec(level=3) if compress else None, config={"write_empty_chunks": True},
                                      **kwargs)
             arr[...] = value
     return digest

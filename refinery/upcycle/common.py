@@ -1,23 +1,12 @@
-"""What the recipes share: the task loss with every routed layer's aux loss, FFN parameters,
-per-expert outputs, and linear CKA."""
+"""What the recipes share: FFN and router parameters, per-expert outputs, and linear CKA."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import TrainConfig, UpcycleConfig
 from ..models import blocks_of
-from ..models.moe import MoE, routed_aux_loss, routed_layers
-from ..train import LossFn
-
-
-def task_loss(label_smoothing: float) -> LossFn:
-    """Cross-entropy plus the balance/z-losses of every routed layer (train.py's default
-    only sees layers with FFN experts)."""
-    def loss(model, x, y, ids):
-        return F.cross_entropy(model(x), y, label_smoothing=label_smoothing) + routed_aux_loss(model)
-    return loss
+from ..models.moe import MoE, routed_layers
 
 
 def ffn_parameters(model: nn.Module) -> list[nn.Parameter]:

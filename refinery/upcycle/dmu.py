@@ -25,9 +25,9 @@ from ..config import UpcycleConfig
 from ..data.dataset import Prepared
 from ..models import blocks_of
 from ..models.moe import MoE
-from ..train import fit
+from ..train import cross_entropy_loss, fit
 from . import Upcycled, register
-from .common import expert_train_config, ffn_parameters, mean_expert_cka, router_parameters, task_loss
+from .common import expert_train_config, ffn_parameters, mean_expert_cka, router_parameters
 from .sparse import moe_settings
 
 
@@ -56,6 +56,6 @@ def upcycle(dense: nn.Module, dense_arch: dict, cfg: UpcycleConfig, data: Prepar
         ffns = [blocks_of(v)[depth].ffn for v in variants]
         block.ffn = MoE.from_ffns(ffns, cfg.top_k, **layer_kwargs)
     return Upcycled(model, dict(dense_arch, moe=settings), router_parameters(model),
-                    loss=task_loss(cfg.train.label_smoothing), history=history,
+                    loss=cross_entropy_loss(cfg.train.label_smoothing), history=history,
                     evaluate=lambda m, d: {"cka": mean_expert_cka(m, d.test.x),
                                            "cluster_sizes": np.bincount(groups, minlength=cfg.num_experts).tolist()})

@@ -17,7 +17,7 @@ from torch import nn
 from ..config import UpcycleConfig
 from ..models import attach_moe
 from . import Upcycled, register
-from .common import task_loss
+from ..train import cross_entropy_loss
 from .sparse import trainable_parameters
 
 
@@ -33,4 +33,4 @@ def upcycle(dense: nn.Module, dense_arch: dict, cfg: UpcycleConfig, data=None, s
     settings = moepp_settings(cfg)
     attach_moe(model, settings)
     return Upcycled(model, dict(dense_arch, moe=settings), trainable_parameters(model, cfg.train_scope),
-                    loss=task_loss(cfg.train.label_smoothing))
+                    loss=cross_entropy_loss(cfg.train.label_smoothing))

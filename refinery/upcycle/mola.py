@@ -22,7 +22,7 @@ from ..config import UpcycleConfig
 from ..models import attach_moe, blocks_of
 from ..models.moe import routed_layers
 from . import Upcycled, register
-from .common import task_loss
+from ..train import cross_entropy_loss
 
 
 def layer_counts(counts: list[int], depth: int) -> list[int]:
@@ -48,4 +48,4 @@ def upcycle(dense: nn.Module, dense_arch: dict, cfg: UpcycleConfig, data=None, s
     params = [p for layer in routed_layers(model) for p in (*layer.lora.parameters(), layer.router.weight)]
     for p in params:
         p.requires_grad_(True)
-    return Upcycled(model, dict(dense_arch, moe=settings), params, loss=task_loss(cfg.train.label_smoothing))
+    return Upcycled(model, dict(dense_arch, moe=settings), params, loss=cross_entropy_loss(cfg.train.label_smoothing))

@@ -77,3 +77,27 @@ def test_loss_hook_sees_only_training_ids():
     data = toy_data().subset(torch.arange(96) % 2 == 0)
     fit(build_model(ARCH), data, TrainConfig(epochs=1, batch_size=16), seed=0, hooks=Hooks(loss=recording))
     assert sorted(seen) == list(range(0, 96, 2))
+
+
+@pytest.mark.parametrize("max_norm", [0.05, 1e6])  # clipping on every step; never clipping
+def test_clip_through_the_fused_step_equals_torchs_clip_grad_norm(max_norm):
+    from refinery.train import clip_grad_norm
+
+    torch.manual_seed(0)
+    ours, theirs = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)
+    theirs.load_state_dict(ours.state_dict())
+    opt_ours = torch.optim.AdamW(ours.parameters(), lr=0.1, fused=True)
+    opt_theirs = torch.optim.AdamW(theirs.parameters(), lr=0.1, fused=True)
+    for _ in range(3):
+        x = torch.randn(16, 8) * 10
+        for model, opt in ((ours, opt_ours), (theirs, opt_theirs)):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+        assert torch.nn.utils.get_total_norm([p.grad for p in ours.parameters()]) > 0.05
+        clip_grad_norm(opt_ours, list(ours.parameters()), max_norm)
+        torch.nn.utils.clip_grad_norm_(theirs.parameters(), max_norm)
+        opt_ours.step()
+        opt_theirs.step()
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6)  # the kernel leaves clipped grads

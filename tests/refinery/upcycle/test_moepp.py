@@ -6,8 +6,7 @@ import torch
 from refinery.models.moe import MoE
 from refinery.models.moepp import MoEPlusPlus, link_gating_residuals
 from refinery.upcycle import get_recipe
-from refinery.upcycle.common import task_loss
-from refinery.train import Hooks, fit
+from refinery.train import Hooks, cross_entropy_loss, fit
 
 from .conftest import small_config
 
@@ -55,7 +54,7 @@ def test_fewer_than_k_ffn_experts_per_token(teacher, digits):
     dense, arch = teacher
     made = get_recipe("moepp")(dense, arch, small_config(recipe="moepp"))
     fit(made.model, digits.train, small_config().train, seed=0, params=made.params,
-        hooks=Hooks(loss=task_loss(0.1)))
+        hooks=Hooks(loss=cross_entropy_loss(0.1)))
     layers = [m for m in made.model.modules() if isinstance(m, MoEPlusPlus)]
     for layer in layers:
         layer.reset_stats(track=True)
