@@ -134,7 +134,8 @@ def clip_grad_norm(opt: torch.optim.Optimizer, params: list[nn.Parameter], max_n
         return
     grads = [p.grad for p in params if p.grad is not None]
     if grads:
-        opt.grad_scale = (torch.nn.utils.get_total_norm(grads) + 1e-6).div_(max_norm).clamp_(min=1.0)
+        total = torch.nn.utils.get_total_norm(grads).float()  # the kernel takes a float32 scale
+        opt.grad_scale = (total + 1e-6).div_(max_norm).clamp_(min=1.0)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -215,8 +216,9 @@ def fit(model: nn.Module, train: Arrays, cfg: TrainConfig, *, seed: int, val: Ar
     """Train `model` in place. With `checkpoint`, save every epoch and resume from it."""
     hooks = hooks or Hooks()
     aux = aux_loss_of_layers(model)
-    loss_fn = hooks.loss or (cross_entropy_loss(cfg.label_smoothing, aux) if cfg.msd_dropout == 0 else
-                             multi_sample_dropout_loss(cfg.msd_samples, cfg.msd_dropout, cfg.label_smoothing, aux))
+    loss_fn = hooks.loss or (
+        cross_entropy_loss(cfg.label_smoothing, aux) if cfg.msd_dropout == 0 else
+        multi_sample_dropout_loss(cfg.msd_samples, cfg.msd_dropout, cfg.label_smoothing, aux))
     if cfg.augment_crop or cfg.augment_flip:
         loss_fn = augmented(loss_fn, cfg.augment_crop, cfg.augment_flip)
     device = next(model.parameters()).device

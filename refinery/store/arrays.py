@@ -50,8 +50,8 @@ def write_arrays(dest: Path | str, arrays: Mapping[str, np.ndarray], attrs: dict
             chunks, shards = _chunking(value.shape, chunk_rows)
             kwargs = dict(chunks=chunks, shards=shards) if value.ndim else {}
             arr = group.create_array(name, shape=value.shape, dtype=value.dtype,
-                                     compressors=ZstdCodec(level=3) if compress else None, config={"write_empty_chunks": True},
-                                     **kwargs)
+                                     compressors=ZstdCodec(level=3) if compress else None,
+                                     config={"write_empty_chunks": True}, **kwargs)
             arr[...] = value
     return digest
 
