@@ -97,10 +97,10 @@ def compare(cfg, arch, train: Arrays, device: torch.device, epochs: int, serial_
         sync(device)
         return time.perf_counter() - start
 
-    def plain_step_then_our_loss(model, x, y, ids):
+    def plain_step_then_our_loss(model, x, y, ids, at=None):
         nonlocal plain_in_epoch
         plain_in_epoch += timed_plain_steps(1)
-        return ours_loss(model, x, y, ids)
+        return ours_loss(model, x, y, ids, at)
 
     def end_of_epoch(record: dict) -> None:
         nonlocal plain_in_epoch, mark

@@ -107,6 +107,9 @@ class TrainConfig(Strict):
     lr: float = Field(3e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(0.05, ge=0.0, le=10.0)
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="adamw (fused) or sgd with momentum")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only")
+    nesterov: bool = Field(False, description="sgd only")
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     grad_clip: float = Field(1.0, ge=0.0)
     subset_fraction: float = Field(1.0, gt=0.0, le=1.0, description=(

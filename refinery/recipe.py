@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[..., torch.Tensor]  # (model, x, y, ids, at: train.Step) -> loss
 
 
 def multi_sample_dropout_loss(samples: int, p: float, label_smoothing: float,
@@ -21,7 +21,7 @@ def multi_sample_dropout_loss(samples: int, p: float, label_smoothing: float,
     all rows is the mean of the M losses. Needs `model.features` and `model.head`; inference
     (model(x)) is unchanged and the head gains no parameters. `aux` adds e.g. MoE balance losses.
     """
-    def loss(model, x, y, ids):
+    def loss(model, x, y, ids, at=None):
         z = model.features(x)
         masked = F.dropout(z.unsqueeze(0).expand(samples, *z.shape), p, training=model.training)
         logits = model.head(masked.reshape(samples * len(z), *z.shape[1:]))
@@ -54,6 +54,6 @@ def random_crop_flip(x: torch.Tensor, padding: int, flip: bool) -> torch.Tensor:
 
 def augmented(loss: LossFn, padding: int, flip: bool) -> LossFn:
     """Apply crop/flip to the batch before any loss (teacher CE, retrain, online KD)."""
-    def wrapped(model, x, y, ids):
-        return loss(model, random_crop_flip(x, padding, flip), y, ids)
+    def wrapped(model, x, y, ids, at=None):
+        return loss(model, random_crop_flip(x, padding, flip), y, ids, at)
     return wrapped

@@ -57,7 +57,8 @@ def build_context(ws: Workspace, cfg, data, device) -> UnlearnContext:
     if cfg.unlearn.target == "student":
         num_samples = len(train) + len(data.val) + len(data.test)
         lookup = cached_teacher(ws.stage_dir("distill") / "teacher_logits.zarr", num_samples, device)
-        train_cfg, loss = cfg.distill.train, make_loss(cfg.distill, lookup)
+        train_cfg = cfg.distill.train
+        loss = lambda: make_loss(cfg.distill, lookup)  # noqa: E731  a fresh loss (and its parts) per method
     elif cfg.unlearn.target == "upcycle":
         train_cfg = cfg.upcycle.train
     else:

@@ -84,7 +84,7 @@ class DistillLoss(nn.Module):
     def bind(self, model: nn.Module) -> None:  # pragma: no cover - default: nothing to create
         pass
 
-    def forward(self, model, x, y, ids):  # pragma: no cover
+    def forward(self, model, x, y, ids, at=None):  # pragma: no cover
         raise NotImplementedError
 
 

@@ -77,7 +77,7 @@ class DKDLoss(DistillLoss):
     def warmup(self, epoch: int) -> float:
         return min(epoch / self.cfg.dkd_warmup_epochs, 1.0) if self.cfg.dkd_warmup_epochs else 1.0
 
-    def forward(self, model, x, y, ids):
+    def forward(self, model, x, y, ids, at=None):
         factor = self.warmup(self.advance(model, ids))
         c = self.cfg
         return dkd_loss(model(x), self.teacher(x, ids), y, c.temperature, c.dkd_alpha, c.dkd_beta, factor,

@@ -49,7 +49,7 @@ class DualHeadLoss(DistillLoss):
             head = student_head(model)
             self.aux_head = nn.Linear(head.in_features, head.out_features).to(head.weight.device)
 
-    def forward(self, model, x, y, ids):
+    def forward(self, model, x, y, ids, at=None):
         # Unattached (e.g. a caller that builds its own optimizer) the head is created here and
         # then only trained if that caller passes this module's parameters to `fit`.
         self.bind(model)

@@ -32,6 +32,6 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, tempe
 
 @register("kd")
 def make(cfg: DistillConfig, teacher: TeacherLookup):
-    def loss(model, x, y, ids):
+    def loss(model, x, y, ids, at=None):
         return kd_loss(model(x), teacher(x, ids), y, cfg.temperature, cfg.alpha, cfg.train.label_smoothing)
     return loss

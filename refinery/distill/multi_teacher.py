@@ -97,7 +97,7 @@ class MultiTeacherLoss(DistillLoss):
             self.router = nn.Sequential(nn.Linear(head.in_features, self.hidden), nn.GELU(),
                                         nn.Linear(self.hidden, experts)).to(head.weight.device)
 
-    def forward(self, model, x, y, ids):
+    def forward(self, model, x, y, ids, at=None):
         self.bind(model)
         c = self.cfg
         features = model.features(x)

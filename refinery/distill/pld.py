@@ -38,6 +38,6 @@ def pld_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor) -> t
 
 @register("pld")
 def make(cfg: DistillConfig, teacher: TeacherLookup):
-    def loss(model, x, y, ids):
+    def loss(model, x, y, ids, at=None):
         return pld_loss(model(x), teacher(x, ids), y)
     return loss

@@ -54,7 +54,7 @@ def sinkhorn_distance(student, teacher, temperature: float, eps: float, iters: i
 
 @register("sinkhorn")
 def make(cfg: DistillConfig, teacher: TeacherLookup):
-    def loss(model, x, y, ids):
+    def loss(model, x, y, ids, at=None):
         s = model(x)
         ot = sinkhorn_distance(s, teacher(x, ids), cfg.sinkhorn_temperature, cfg.sinkhorn_eps, cfg.sinkhorn_iters)
         return F.cross_entropy(s, y, label_smoothing=cfg.train.label_smoothing) + cfg.sinkhorn_weight * ot

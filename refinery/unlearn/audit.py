@@ -78,7 +78,7 @@ def relearn_steps(model: nn.Module, forget: Arrays, target_acc: float, recipe: T
 
     try:
         fit(student, forget, cfg, seed=seed, params=student.parameters(), desc="relearn",
-            hooks=Hooks(loss=lambda m, x, y, ids: F.cross_entropy(m(x), y), on_epoch=check))
+            hooks=Hooks(loss=lambda m, x, y, ids, at=None: F.cross_entropy(m(x), y), on_epoch=check))
     except _Recovered as done:
         return int(done.args[0]) * steps_per_epoch, True
     return max_epochs * steps_per_epoch, False

@@ -28,7 +28,9 @@ class UnlearnContext:
     train_cfg: TrainConfig    # the model's own training recipe (used by retrain)
     seed: int
     cfg: UnlearnConfig        # per-method settings: cfg.ssd.alpha, cfg.ssd.lam, cfg.finetune.epochs/lr
-    model_loss: LossFn | None = None  # the loss the model was trained with, if not plain CE
+    # Makes the loss the model was trained with, if not plain CE: a new object per call, so a
+    # loss with state of its own (an auxiliary head, a router) starts fresh for every method.
+    model_loss: Callable[[], LossFn] | None = None
     on_epoch: Callable[[dict], None] | None = None  # progress callback passed to fit
     val: Arrays | None = None  # held-out split for choosing hyperparameters (never the test split)
 
@@ -43,8 +45,10 @@ class UnlearnContext:
                 params=model.parameters(), desc=desc)
 
     def loss(self) -> LossFn:
-        """The model's own training loss: `model_loss`, else CE with the recipe's label smoothing."""
-        return self.model_loss or cross_entropy_loss(self.train_cfg.label_smoothing)
+        """A fresh copy of the model's own training loss: `model_loss()`, else CE with the
+        recipe's label smoothing. Never shared between methods, so no method's result depends
+        on which methods ran before it."""
+        return self.model_loss() if self.model_loss else cross_entropy_loss(self.train_cfg.label_smoothing)
 
     def full(self) -> Arrays:
         """D = D_r ∪ D_f, ordered by sample id (the order of the prepared training split)."""

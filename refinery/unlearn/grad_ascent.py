@@ -21,7 +21,7 @@ from ..train import Hooks, fit
 from .base import UnlearnContext, register
 
 
-def ascent_loss(model, x, y, ids):
+def ascent_loss(model, x, y, ids, at=None):
     """-CE on D_f; an MoE's balance loss is still minimised so the routers stay sane."""
     return -F.cross_entropy(model(x), y) + routed_aux_loss(model)
 

@@ -59,7 +59,7 @@ def test_checkpoint_of_another_run_is_not_resumed(tmp_path):
 
 
 def test_nan_loss_stops_with_epoch_and_step():
-    def poisoned(model, x, y, ids):
+    def poisoned(model, x, y, ids, at=None):
         out = model(x).sum()
         return out * float("nan") if int(ids[0]) >= 0 else out
 
@@ -70,7 +70,7 @@ def test_nan_loss_stops_with_epoch_and_step():
 def test_loss_hook_sees_only_training_ids():
     seen = []
 
-    def recording(model, x, y, ids):
+    def recording(model, x, y, ids, at=None):
         seen.extend(ids.tolist())
         return torch.nn.functional.cross_entropy(model(x), y)
 

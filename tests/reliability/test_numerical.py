@@ -20,7 +20,7 @@ def test_non_finite_loss_names_epoch_and_step(tmp_path, poison):
     ce = cross_entropy_loss(0.0)
     calls = {"n": 0}
 
-    def loss(model, x, y, ids):
+    def loss(model, x, y, ids, at=None):
         calls["n"] += 1
         value = ce(model, x, y, ids)
         return value * poison if calls["n"] == 7 else value  # epoch 2 (4 steps per epoch), step 3

@@ -27,7 +27,7 @@ class IdRecorder:
         self.seen: list[int] = []
         self.calls = 0
 
-    def __call__(self, model, x, y, ids):
+    def __call__(self, model, x, y, ids, at=None):
         self.seen.extend(ids.cpu().tolist())
         self.calls += 1
         return self.inner(model, x, y, ids)

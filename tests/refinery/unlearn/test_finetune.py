@@ -13,7 +13,7 @@ def test_finetune_trains_only_on_retain_and_leaves_the_original(make_ctx, digits
     recorder = IdRecorder(train_cfg.label_smoothing)
     records = []
     cfg = UnlearnConfig(finetune=FinetuneConfig(epochs=2, lr=5e-3))
-    ctx = make_ctx(random_forget_ids(digits[0]), model_loss=recorder, cfg=cfg, on_epoch=records.append)
+    ctx = make_ctx(random_forget_ids(digits[0]), model_loss=lambda: recorder, cfg=cfg, on_epoch=records.append)
     before = state_copy(ctx.model)
     out = run_method("finetune", ctx)
 

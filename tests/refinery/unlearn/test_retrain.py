@@ -9,7 +9,7 @@ from .helpers import IdRecorder, assert_same_state, class_forget_ids, random_for
 
 def test_retrain_never_sees_the_forget_set(make_ctx, digits, train_cfg):
     recorder = IdRecorder(train_cfg.label_smoothing)
-    ctx = make_ctx(random_forget_ids(digits[0]), model_loss=recorder)
+    ctx = make_ctx(random_forget_ids(digits[0]), model_loss=lambda: recorder)
     run_method("retrain", ctx)
     seen = np.array(recorder.seen)
     assert len(seen) == train_cfg.epochs * len(ctx.retain)  # the full recipe ran, every epoch
