@@ -27,6 +27,7 @@ from refinery.data import DataSourceError, ForgetRequestError
 from refinery.store import ArtifactError
 from refinery.train import TrainingDiverged
 from tasks.common import find_root
+from tasks.stages import STAGE_NAMES
 
 from .env import configure
 
@@ -198,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     run.add_argument("--force", action="store_true", help="rerun every stage")
     stage = sub.add_parser("stage", help="run one stage (what dvc.yaml calls)")
-    stage.add_argument("name", choices=C.STAGES)
+    stage.add_argument("name", choices=STAGE_NAMES)
     forget = sub.add_parser("forget", help="record a deletion request and rerun what it affects")
     group = forget.add_mutually_exclusive_group(required=True)
     group.add_argument("--ids", help="CSV or Parquet file with a sample_id column")

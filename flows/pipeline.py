@@ -6,7 +6,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from tasks import stage_task
+from tasks.entry import stage_task
 
 from .dvc_runner import reproduce
 

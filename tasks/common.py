@@ -14,6 +14,8 @@ import torch
 from refinery import config as C
 from refinery.store import path_hash, write_json
 
+from .stages import stage
+
 log = logging.getLogger("refinery")
 
 
@@ -38,8 +40,9 @@ class Workspace:
     def params(self) -> Path:
         return self.root / "params.yaml"
 
-    def stage_dir(self, stage: str) -> Path:
-        return self.root / "data" / {"prepare": "prepared", "evaluate": "reports"}.get(stage, stage)
+    def stage_dir(self, name: str) -> Path:
+        """The folder of a stage's outputs (where its manifest lives)."""
+        return self.root / Path(stage(name).manifest).parent
 
     def resume_path(self, name: str) -> Path:
         """Per-epoch training state; outside DVC's outputs so it survives a crash and a rerun."""
@@ -70,15 +73,43 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def write_manifest(ws: Workspace, stage: str, sections: dict, inputs: Iterable[Path], outputs: Iterable[Path]) -> None:
-    """Record the config and the content hashes of every input and output of a stage."""
-    rel = lambda p: str(Path(p).resolve().relative_to(ws.root))  # noqa: E731
-    write_json(ws.stage_dir(stage) / "manifest.json", {
-        "stage": stage,
+def params_of(cfg: C.PipelineConfig, keys: Iterable[str]) -> dict:
+    """{key: value} of dotted params.yaml keys (`seed`, `teacher.train`, ...) as plain JSON."""
+    out = {}
+    for key in keys:
+        node = cfg
+        for part in key.split("."):
+            node = getattr(node, part)
+        out[key] = node.model_dump(mode="json") if hasattr(node, "model_dump") else node
+    return out
+
+
+def stage_identity(ws: Workspace, cfg: C.PipelineConfig, name: str, **extra) -> dict:
+    """Everything a stage's training run depends on besides its code: every param the stage
+    declares and the content hash of every input. Training resumes only under the same identity."""
+    decl = stage(name)
+    return {"stage": name, "params": params_of(cfg, decl.params), "inputs": input_hashes(ws, decl.deps), **extra}
+
+
+def input_hashes(ws: Workspace, deps: Iterable[str]) -> dict[str, str | None]:
+    """Content hash of each input; None for one that is absent (a stage run outside the pipeline)."""
+    return {dep: path_hash(ws.root / dep) if (ws.root / dep).exists() else None for dep in deps}
+
+
+def write_manifest(ws: Workspace, name: str, cfg: C.PipelineConfig, extra: dict | None = None,
+                   extra_inputs: Iterable[Path] = ()) -> None:
+    """Record the stage's config (its declared params) and the content hashes of its declared
+    inputs and outputs (tasks/stages.py), plus `extra` sections and inputs named in params."""
+    decl = stage(name)
+    sections = dict(params_of(cfg, decl.recorded_params), **(extra or {}))
+    outputs = [o for o in (*decl.outs, *decl.uncached) if o != decl.manifest and (ws.root / o).exists()]
+    write_json(ws.root / decl.manifest, {
+        "stage": name,
         "config_hash": C.config_hash(sections),
         "config": sections,
-        "inputs": {rel(p): path_hash(p) for p in inputs},
-        "outputs": {rel(p): path_hash(p) for p in outputs},
+        "inputs": {**input_hashes(ws, decl.deps),
+                   **{str(Path(p).resolve().relative_to(ws.root)): path_hash(p) for p in extra_inputs}},
+        "outputs": {out: path_hash(ws.root / out) for out in outputs},
     })
 
 

@@ -10,7 +10,8 @@ from refinery.models import build_model, count_params, make_arch
 from refinery.store import write_json
 from refinery.train import Hooks, accuracy, fit, predict_logits
 
-from .common import Workspace, log, pick_device, progress_reporter, seed_everything, write_manifest
+from .common import (Workspace, log, pick_device, progress_reporter, seed_everything, stage_identity,
+                     write_manifest)
 from .models import load_model, save_model, write_history
 
 RUNS = ("student", "scratch", "random_teacher")
@@ -38,7 +39,8 @@ def train_student(cfg, data, device, run: str, teacher_lookup, ws: Workspace):
     # student and is taken off before the student is saved or counted.
     with attached(model, hooks.loss):
         result = fit(model, data.train, cfg.distill.train, seed=cfg.seed, val=data.val, arch=arch, hooks=hooks,
-                     checkpoint=ws.resume_path(f"distill-{run}"), desc=f"student ({run})")
+                     checkpoint=ws.resume_path(f"distill-{run}"), identity=stage_identity(ws, cfg, "distill", run=run),
+                     desc=f"student ({run})")
     return model, arch, result
 
 
@@ -84,8 +86,6 @@ def distill(ws: Workspace) -> None:
     log.info("distill: student (%s) %.4f, scratch %.4f, random teacher %.4f, teacher %.4f", cfg.distill.loss,
              metrics["student"]["test_acc"], metrics["scratch"]["test_acc"], metrics["random_teacher"]["test_acc"],
              metrics["teacher"]["test_acc"])
-    write_manifest(ws, "distill", {"seed": cfg.seed, "distill": cfg.distill.model_dump(mode="json")},
-                   inputs=[arrays, teacher_path],
-                   outputs=[out / "teacher_logits.zarr", *(out / f"{run}.zarr" for run in RUNS)])
+    write_manifest(ws, "distill", cfg)
     for run in RUNS:
         ws.clear_resume(f"distill-{run}")

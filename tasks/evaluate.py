@@ -6,13 +6,16 @@ import subprocess
 
 from refinery import config as C
 from refinery.data import load_prepared
-from refinery.metrics import accuracy, cost_report, ece, nll, reliability_table
+from refinery.unlearn import sisa  # noqa: F401  registers the SISA ensemble, so its saved model loads
+from refinery.metrics.classification import accuracy, ece, nll, reliability_table
+from refinery.metrics.cost import cost_report
 from refinery.report import ReportInputs, render_report, summary_rows, write_plot_data
 from refinery.store import read_json, read_table, write_json, write_text
 from refinery.train import predict_logits
 
 from .common import Workspace, log, write_manifest
 from .models import load_model
+from .stages import STAGE_NAMES, stage
 
 HISTORY_STAGES = ("teacher", "upcycle", "distill")
 COST_KEYS = ("params", "active_params", "flops_per_sample", "latency_ms", "throughput")
@@ -30,12 +33,9 @@ def model_paths(ws: Workspace) -> dict:
 
 
 def report_inputs_paths(ws: Workspace) -> list:
-    """Non-model files the report reads (all declared as deps of the evaluate stage in dvc.yaml)."""
-    stages = ("prepare", "teacher", "upcycle", "distill", "unlearn")
-    paths = ([ws.stage_dir(s) / "history.parquet" for s in HISTORY_STAGES]
-             + [ws.stage_dir("upcycle") / "experts.parquet", ws.stage_dir("upcycle") / "recipes.parquet",
-                ws.stage_dir("distill") / "metrics.json",
-                ws.stage_dir("unlearn") / "metrics.json"] + [ws.stage_dir(s) / "manifest.json" for s in stages])
+    """Non-model files the report reads: the evaluate stage's declared inputs that are tables,
+    metrics and manifests (tasks/stages.py)."""
+    paths = [ws.root / dep for dep in stage("evaluate").deps if dep.endswith((".parquet", ".json"))]
     return [p for p in paths if p.exists()]
 
 
@@ -96,9 +96,9 @@ def read_records(path) -> list[dict]:
 def provenance(ws: Workspace, cfg: C.PipelineConfig, data, unlearn: dict) -> dict:
     """Where the numbers came from: config hashes (pipeline and per stage), git revision, data."""
     hashes = {}
-    for stage in ("prepare", "teacher", "upcycle", "distill", "unlearn"):
-        manifest = ws.stage_dir(stage) / "manifest.json"
-        hashes[stage] = read_json(manifest).get("config_hash", "?") if manifest.exists() else "?"
+    for name in STAGE_NAMES[:-1]:
+        manifest = ws.stage_dir(name) / "manifest.json"
+        hashes[name] = read_json(manifest).get("config_hash", "?") if manifest.exists() else "?"
     hashes["evaluate"] = C.config_hash({"evaluate": cfg.evaluate.model_dump(mode="json")})
     distill_metrics = ws.stage_dir("distill") / "metrics.json"
     return {"pipeline": cfg.name, "seed": cfg.seed, "config_hash": C.config_hash(cfg), "git_rev": git_rev(ws),
@@ -149,7 +149,5 @@ def evaluate(ws: Workspace) -> None:
     markdown, html = render_report(inputs)
     write_text(out / "report.md", markdown)
     write_text(out / "report.html", html)
-    write_manifest(ws, "evaluate", {"evaluate": cfg.evaluate.model_dump(mode="json")},
-                   inputs=[arrays, *model_paths(ws).values(), *report_inputs_paths(ws)],
-                   outputs=[out / "metrics.json", out / "report.md", out / "report.html", out / "plots"])
+    write_manifest(ws, "evaluate", cfg)
     publish_artifacts(summary_rows(inputs), markdown)

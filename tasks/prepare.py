@@ -44,8 +44,5 @@ def prepare(ws: Workspace) -> None:
     counts = index.groupby("split").size().to_dict()
     log.info("prepared %s: %s; forget request: %d training samples (%s%s)",
              cfg.data.source, counts, len(forget_ids), f.mode, ", exact: removed from training" if f.exact else "")
-    write_manifest(ws, "prepare", {"seed": cfg.seed, "data": cfg.data.model_dump(mode="json"),
-                                   "forget": f.model_dump(mode="json")},
-                   inputs=[ws.root / f.ids_file] if f.mode == "ids" else [],
-                   outputs=[out / "arrays.zarr", out / "index.parquet", out / "forget.parquet"])
+    write_manifest(ws, "prepare", cfg, extra_inputs=[ws.root / f.ids_file] if f.mode == "ids" else [])
 

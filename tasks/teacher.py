@@ -6,7 +6,8 @@ from refinery.models import build_model, count_params, make_arch
 from refinery.store import write_json
 from refinery.train import Hooks, accuracy, fit
 
-from .common import Workspace, log, pick_device, progress_reporter, seed_everything, write_manifest
+from .common import (Workspace, log, pick_device, progress_reporter, seed_everything, stage_identity,
+                     write_manifest)
 from .models import save_model, write_history
 
 
@@ -20,7 +21,7 @@ def teacher(ws: Workspace) -> None:
     model = build_model(arch).to(device)
     log.info("teacher: %s with %d parameters on %s", cfg.teacher.model.arch, count_params(model), device)
     result = fit(model, data.train, cfg.teacher.train, seed=cfg.seed, val=data.val, arch=arch,
-                 checkpoint=ws.resume_path("teacher"), desc="teacher",
+                 checkpoint=ws.resume_path("teacher"), identity=stage_identity(ws, cfg, "teacher"), desc="teacher",
                  hooks=Hooks(on_epoch=progress_reporter("teacher-progress", "teacher training")))
     if result.resumed_from:
         log.info("teacher: resumed from the checkpoint of epoch %d", result.resumed_from)
@@ -30,6 +31,5 @@ def teacher(ws: Workspace) -> None:
     write_json(out / "metrics.json", {"test_acc": test_acc, "val_acc": result.history[-1].get("val_acc"),
                                       "params": count_params(model), "train_seconds": result.seconds})
     log.info("teacher: test accuracy %.4f", test_acc)
-    write_manifest(ws, "teacher", {"seed": cfg.seed, "teacher": cfg.teacher.model_dump(mode="json")},
-                   inputs=[arrays], outputs=[out / "model.zarr"])
+    write_manifest(ws, "teacher", cfg)
     ws.clear_resume("teacher")

@@ -7,14 +7,15 @@ import pandas as pd
 
 from refinery.config import UpcycleConfig
 from refinery.data import load_prepared
-from refinery.metrics import active_params, flops_per_sample
+from refinery.metrics.cost import active_params, flops_per_sample
 from refinery.models import count_params, routed_layers
 from refinery.models.moe import expert_affinity
 from refinery.store import write_json, write_table
 from refinery.train import Hooks, accuracy, fit, predict_logits
 from refinery.upcycle import get_recipe
 
-from .common import Workspace, log, pick_device, progress_reporter, seed_everything, write_manifest
+from .common import (Workspace, log, pick_device, progress_reporter, seed_everything, stage_identity,
+                     write_manifest)
 from .models import load_model, save_model, write_history
 
 
@@ -43,7 +44,8 @@ def _mean(series: pd.Series) -> float | None:
     return None if pd.isna(value) else float(value)  # JSON has no NaN
 
 
-def build_and_train(upcycle_cfg, data, dense, dense_arch, seed: int, checkpoint=None, hooks: Hooks | None = None):
+def build_and_train(upcycle_cfg, data, dense, dense_arch, seed: int, checkpoint=None, hooks: Hooks | None = None,
+                    identity: dict | None = None):
     """Run a recipe and its final training; returns (model, arch, runs, recipe result)."""
     made = get_recipe(upcycle_cfg.recipe)(dense, dense_arch, upcycle_cfg, data, seed)
     model, arch, runs = made.model, made.arch, dict(made.history)
@@ -51,7 +53,8 @@ def build_and_train(upcycle_cfg, data, dense, dense_arch, seed: int, checkpoint=
         hooks = hooks or Hooks()
         hooks.loss = made.loss
         runs["upcycle"] = fit(model, data.train, upcycle_cfg.train, seed=seed, val=data.val, arch=arch,
-                              params=made.params, checkpoint=checkpoint, desc="upcycle", hooks=hooks)
+                              params=made.params, checkpoint=checkpoint, identity=identity, desc="upcycle",
+                              hooks=hooks)
     return model, arch, runs, made
 
 
@@ -101,6 +104,7 @@ def upcycle(ws: Workspace) -> None:
     seed_everything(cfg.seed)  # after loading (which draws an initialisation): as each compared recipe
     model, arch, runs, made = build_and_train(
         cfg.upcycle, data, dense, dense_arch, cfg.seed, checkpoint=ws.resume_path("upcycle"),
+        identity=stage_identity(ws, cfg, "upcycle"),
         hooks=Hooks(on_epoch=progress_reporter("upcycle-progress", "MoE training")))
     experts = expert_stats(model, data.test.x)
     recipes = compare_recipes(cfg.upcycle, data, dense, dense_arch, cfg.seed, model)
@@ -117,6 +121,5 @@ def upcycle(ws: Workspace) -> None:
                                       "train_seconds": sum(r.seconds for r in runs.values()), **extra})
     log.info("upcycle (%s, E=%d, k=%d): test accuracy %.4f, mean load CV %.3f", cfg.upcycle.recipe,
              cfg.upcycle.num_experts, cfg.upcycle.top_k, test_acc, experts["load_cv"].mean())
-    write_manifest(ws, "upcycle", {"seed": cfg.seed, "upcycle": cfg.upcycle.model_dump(mode="json")},
-                   inputs=[arrays, dense_path], outputs=[out / "model.zarr", out / "recipes.parquet"])
+    write_manifest(ws, "upcycle", cfg)
     ws.clear_resume("upcycle")

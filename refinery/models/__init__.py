@@ -30,10 +30,10 @@ def blocks_of(model: nn.Module) -> list[Block]:
 
 
 def _layer_kinds() -> dict[str, Callable[..., nn.Module]]:
-    from .lora import MoLA, Phatgoose
+    from .lora import GateVectorLoRAFFN, LoRAFFN
     from .moepp import MoEPlusPlus
-    return {"moe": MoE.from_ffn, "moepp": MoEPlusPlus.from_ffn, "mola": MoLA.from_ffn,
-            "phatgoose": Phatgoose.from_ffn}
+    return {"moe": MoE.from_ffn, "moepp": MoEPlusPlus.from_ffn, "mola": LoRAFFN.from_ffn,
+            "phatgoose": GateVectorLoRAFFN.from_ffn}
 
 
 def attach_moe(model: nn.Module, moe: dict[str, Any]) -> None:
@@ -60,10 +60,24 @@ def attach_moe(model: nn.Module, moe: dict[str, Any]) -> None:
         link_gating_residuals([b.ffn for b in blocks])
 
 
+EnsembleBuilder = Callable[[dict[str, Any]], nn.Module]
+ENSEMBLES: dict[str, EnsembleBuilder] = {}
+
+
+def register_ensemble(kind: str, build: EnsembleBuilder) -> EnsembleBuilder:
+    """Let `build_model` rebuild an arch record with {"ensemble": {"kind": kind, ...}}. The module
+    that defines an ensemble registers it, so this package needs to know no method."""
+    ENSEMBLES[kind] = build
+    return build
+
+
 def build_model(arch: dict[str, Any]) -> nn.Module:
-    if arch.get("ensemble"):  # a SISA ensemble of members described by the rest of the record
-        from ..unlearn.sisa import build_ensemble
-        return build_ensemble(arch)
+    if arch.get("ensemble"):  # an ensemble of members described by the rest of the record
+        kind = arch["ensemble"].get("kind", "sisa")
+        if kind not in ENSEMBLES:
+            raise ValueError(f"ensemble kind {kind!r} is not registered (import the module that defines it; "
+                             f"registered: {', '.join(sorted(ENSEMBLES)) or 'none'})")
+        return ENSEMBLES[kind](arch)
     cfg = dict(arch["backbone"])
     name = cfg.pop("arch")
     if name not in BACKBONES:
@@ -78,5 +92,5 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["BACKBONES", "CCT", "MLP", "MoE", "attach_moe", "blocks_of", "build_model", "count_params",
+__all__ = ["BACKBONES", "ENSEMBLES", "register_ensemble", "CCT", "MLP", "MoE", "attach_moe", "blocks_of", "build_model", "count_params",
            "make_arch", "moe_layers", "routed_aux_loss", "routed_layers", "Routed"]

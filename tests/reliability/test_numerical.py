@@ -37,7 +37,8 @@ def test_non_finite_loss_names_epoch_and_step(tmp_path, poison):
 
 
 def test_stage_tasks_do_not_retry_deterministic_failures():
-    from tasks import STAGE_NAMES, stage_task
+    from tasks.entry import stage_task
+    from tasks.stages import STAGE_NAMES
 
     assert all(stage_task(name).retries == 0 for name in STAGE_NAMES)
 

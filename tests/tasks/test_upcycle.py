@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from refinery.metrics import active_params
+from refinery.metrics.cost import active_params
 from refinery.train import accuracy
 from tasks.upcycle import compare_recipes, recipe_variants
 from tests.refinery.upcycle.conftest import digits, small_config, teacher  # noqa: F401 - fixtures

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from refinery.metrics import accuracy, ece, nll, reliability_table
+from refinery.metrics.classification import accuracy, ece, nll, reliability_table
 
 
 def two_class_logits(confidences: list[float]) -> torch.Tensor:

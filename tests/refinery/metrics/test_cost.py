@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from refinery.metrics import active_params, cost_report, count_params, flops_per_sample, latency_ms, throughput
+from refinery.metrics.cost import active_params, cost_report, count_params, flops_per_sample, latency_ms, throughput
 from refinery.models import CCT, MLP, MoE, attach_moe
 from refinery.models.blocks import SelfAttention
 

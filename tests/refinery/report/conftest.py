@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from refinery.metrics import reliability_table
+from refinery.metrics.classification import reliability_table
 from refinery.report import ReportInputs
 
 COST = {"teacher": (14_000, 14_000, 900_000.0), "upcycle": (27_000, 18_600, 1_040_000.0),

@@ -1,0 +1,198 @@
+"""The pipeline, declared once: each stage's name, artifact inputs, outputs, params and the
+module it runs. The stage list, `dvc.yaml` and every stage's manifest come from here.
+
+A stage's code dependencies are not written by hand: they are the project files its entry
+module imports, followed import by import (`code_deps`), so an edit to any file a stage runs
+reruns that stage and no other. `python -m tasks.stages` rewrites `dvc.yaml` from this
+declaration; a test fails while the committed `dvc.yaml` differs from what it would write.
+
+This module imports nothing heavy (no torch, no prefect), so the CLI can read it at once.
+"""
+from __future__ import annotations
+
+import ast
+import sys
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CODE_PACKAGES = ("refinery", "tasks")  # what a stage's code can live in; flows only orchestrate
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    deps: tuple[str, ...]                 # artifacts read, relative to the project root
+    outs: tuple[str, ...]                 # artifacts written (cached by DVC)
+    params: tuple[str, ...]               # params.yaml keys read
+    metrics: tuple[str, ...] = ()         # DVC metrics files (not cached)
+    uncached: tuple[str, ...] = ()        # outputs DVC tracks but does not cache (plot CSVs)
+    gpu: bool = False                     # holds a device slot while it runs
+    manifest_params: tuple[str, ...] = field(default=())  # params in the manifest (default: params)
+
+    @property
+    def module(self) -> str:
+        return f"tasks.{self.name}"
+
+    @property
+    def manifest(self) -> str:
+        return next(o for o in self.outs if o.endswith("manifest.json"))
+
+    @property
+    def recorded_params(self) -> tuple[str, ...]:
+        return self.manifest_params or self.params
+
+
+P, T, U, D, N, R = "data/prepared", "data/teacher", "data/upcycle", "data/distill", "data/unlearn", "data/reports"
+
+PIPELINE: tuple[Stage, ...] = (
+    Stage("prepare", deps=(), params=("seed", "data", "forget"),
+          outs=(f"{P}/arrays.zarr", f"{P}/index.parquet", f"{P}/forget.parquet", f"{P}/manifest.json")),
+    Stage("teacher", deps=(f"{P}/arrays.zarr",), params=("seed", "device", "teacher"), gpu=True,
+          outs=(f"{T}/model.zarr", f"{T}/history.parquet", f"{T}/manifest.json"),
+          metrics=(f"{T}/metrics.json",), manifest_params=("seed", "teacher")),
+    Stage("upcycle", deps=(f"{P}/arrays.zarr", f"{T}/model.zarr"), params=("seed", "device", "upcycle"), gpu=True,
+          outs=(f"{U}/model.zarr", f"{U}/history.parquet", f"{U}/experts.parquet", f"{U}/recipes.parquet",
+                f"{U}/manifest.json"),
+          metrics=(f"{U}/metrics.json",), manifest_params=("seed", "upcycle")),
+    Stage("distill", deps=(f"{P}/arrays.zarr", f"{T}/model.zarr", f"{U}/model.zarr"),
+          params=("seed", "device", "distill"), gpu=True,
+          outs=(f"{D}/teacher_logits.zarr", f"{D}/student.zarr", f"{D}/scratch.zarr", f"{D}/random_teacher.zarr",
+                f"{D}/history.parquet", f"{D}/manifest.json"),
+          metrics=(f"{D}/metrics.json",), manifest_params=("seed", "distill")),
+    Stage("unlearn", deps=(f"{P}/arrays.zarr", f"{P}/forget.parquet", f"{T}/model.zarr", f"{U}/model.zarr",
+                           f"{D}/student.zarr", f"{D}/teacher_logits.zarr"),
+          params=("seed", "device", "unlearn", "teacher.train", "upcycle.train", "distill", "forget.exact"), gpu=True,
+          outs=(f"{N}/models", f"{N}/forget_scores.parquet", f"{N}/manifest.json"),
+          metrics=(f"{N}/metrics.json",), manifest_params=("seed", "unlearn", "forget.exact")),
+    Stage("evaluate", deps=(
+        f"{P}/arrays.zarr", f"{P}/index.parquet", f"{T}/model.zarr", f"{U}/model.zarr", f"{U}/experts.parquet",
+        f"{U}/recipes.parquet", f"{D}/student.zarr", f"{D}/scratch.zarr", f"{N}/models", f"{N}/metrics.json",
+        f"{T}/history.parquet", f"{U}/history.parquet", f"{D}/history.parquet", f"{D}/metrics.json",
+        f"{P}/manifest.json", f"{T}/manifest.json", f"{U}/manifest.json", f"{D}/manifest.json", f"{N}/manifest.json"),
+          params=("evaluate",),
+          outs=(f"{R}/report.md", f"{R}/report.html", f"{R}/manifest.json"),
+          uncached=(f"{R}/plots",), metrics=(f"{R}/metrics.json",)),
+)
+
+STAGES: dict[str, Stage] = {s.name: s for s in PIPELINE}
+STAGE_NAMES: tuple[str, ...] = tuple(STAGES)
+GPU_STAGES = frozenset(s.name for s in PIPELINE if s.gpu)
+
+
+def stage(name: str) -> Stage:
+    if name not in STAGES:
+        raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
+    return STAGES[name]
+
+
+# --------------------------------------------------------------------------- code dependencies
+def _module_file(module: str, root: Path = ROOT) -> Path | None:
+    """The project file of `module`, if it is one of ours."""
+    if module.split(".")[0] not in CODE_PACKAGES:
+        return None
+    base = root.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(module: str, file: Path) -> set[str]:
+    """Every module `file` names in an import statement, anywhere in it (functions too)."""
+    package = module if file.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(file.read_text(), str(file))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import submodule`
+    # importing a.b.c runs a/__init__ and a/b/__init__ first
+    return {".".join(m.split(".")[:i]) for m in found for i in range(1, m.count(".") + 2)}
+
+
+@cache
+def code_modules(entry: str, root: Path = ROOT) -> dict[str, Path]:
+    """The project modules that importing `entry` can run, by static import walking."""
+    seen: dict[str, Path] = {}
+    todo = [entry]
+    while todo:
+        module = todo.pop()
+        file = _module_file(module, root)
+        if module in seen or file is None:
+            continue
+        seen[module] = file
+        todo.extend(m for m in _imports(module, file) if m not in seen)
+    return dict(sorted(seen.items()))
+
+
+def code_deps(name: str, root: Path = ROOT) -> list[str]:
+    """The files of `name`'s code, relative to the root, sorted."""
+    return sorted(str(f.relative_to(root)) for f in code_modules(stage(name).module, root).values())
+
+
+# --------------------------------------------------------------------------- dvc.yaml
+HEADER = """\
+# Written by `python -m tasks.stages` from tasks/stages.py: edit that file, not this one.
+# Each stage runs as a Prefect flow through `refinery stage NAME`; `refinery run` walks the
+# same graph in one flow and leaves the same dvc.lock. A stage's code deps are every project
+# file its task module imports, so an edit reruns exactly the stages that run that file.
+"""
+
+PLOTS = [
+    {"data/reports/plots/history": {"title": "Training curves (loss, validation accuracy)", "template": "linear",
+                                    "x": "epoch", "y": ["loss", "val_acc"]}},
+    {"data/reports/plots/reliability": {"title": "Reliability diagram (15 bins)", "template": "simple",
+                                        "x": "confidence", "y": "accuracy", "x_label": "mean confidence in bin",
+                                        "y_label": "accuracy in bin"}},
+    {"Accuracy vs cost": {"template": "scatter", "x": "flops_per_sample",
+                          "y": {"data/reports/plots/frontier.csv": "test_acc"},
+                          "x_label": "FLOPs per sample", "y_label": "test accuracy"}},
+    *({f"Unlearning {label}": {"template": "bar_horizontal", "x": key,
+                               "y": {"data/reports/plots/unlearning.csv": "method"}}}
+      for key, label in (("UA", "UA (%)"), ("RA", "RA (%)"), ("MIA", "MIA-efficacy (%)"))),
+    {"Expert load per MoE layer": {"template": "bar_horizontal", "x": "load",
+                                   "y": {"data/reports/plots/expert_load.csv": "expert"}}},
+]
+
+
+def dvc_stage(s: Stage, root: Path = ROOT) -> dict:
+    out: dict = {"cmd": f"refinery stage {s.name}", "deps": [*s.deps, *code_deps(s.name, root)],
+                 "params": list(s.params), "outs": [*s.outs, *({u: {"cache": False}} for u in s.uncached)]}
+    if s.metrics:
+        out["metrics"] = [{m: {"cache": False}} for m in s.metrics]
+    if not s.deps and not out["deps"]:
+        del out["deps"]
+    return out
+
+
+def render_dvc_yaml(root: Path = ROOT) -> str:
+    import yaml
+
+    doc = {"stages": {s.name: dvc_stage(s, root) for s in PIPELINE}, "plots": PLOTS}
+    return HEADER + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=120)
+
+
+def main(argv: list[str]) -> int:
+    text = render_dvc_yaml()
+    path = ROOT / "dvc.yaml"
+    if "--check" in argv:
+        if path.read_text() != text:
+            print(f"{path}: stale; run `.venv/bin/python -m tasks.stages` to rewrite it", file=sys.stderr)
+            return 1
+        return 0
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+        print(f"{path}: rewritten from tasks/stages.py")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
