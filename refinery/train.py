@@ -47,7 +47,7 @@ from .config import TrainConfig
 from .data.dataset import Arrays
 from .models.moe import routed_aux_loss, routed_layers
 from .recipe import augmented, multi_sample_dropout_loss
-from .store import load_checkpoint, packed_checkpoint
+from .store import load_checkpoint, packed_checkpoint, recover
 
 
 
@@ -245,6 +245,7 @@ class BackgroundWriter:
 
 
 def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, key: str) -> tuple[int, list[dict]]:
+    recover(path)  # a swap cut short by a kill: finish it before looking
     if not Path(path, "zarr.json").exists():
         return 0, []
     tensors, attrs = load_checkpoint(path)

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .arrays import ArtifactError
-from .atomic import atomic_path, write_text
+from .atomic import atomic_path, recover, write_text
 
 
 def write_table(dest: Path | str, frame: pd.DataFrame, metadata: dict[str, Any] | None = None) -> None:
@@ -26,6 +26,7 @@ def write_table(dest: Path | str, frame: pd.DataFrame, metadata: dict[str, Any] 
 
 def read_table(path: Path | str, columns: list[str] | None = None) -> pd.DataFrame:
     path = Path(path)
+    recover(path)
     if not path.exists():
         raise ArtifactError(f"{path}: file not found; run the stage that writes it")
     try:
