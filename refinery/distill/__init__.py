@@ -2,10 +2,12 @@
 
 A loss factory takes the DistillConfig and a teacher lookup `teacher(x, ids) -> logits` (the
 Zarr cache, or the teacher run online) and returns a training-loop loss hook
-`loss(model, x, y, ids)`. A lookup may also offer `teacher.experts(x, ids) -> (B, E, C)`, one
-set of logits per expert path of an MoE teacher (used by `multi_teacher`).
+`loss(model, x, y, ids, at=None)`; `at` is the `refinery.train.Step` that `fit` passes (epoch,
+step, totals), None when the loss is called outside the loop. A lookup may also offer
+`teacher.experts(x, ids) -> (B, E, C)`, one set of logits per expert path of an MoE teacher
+(used by `multi_teacher`).
 
-Losses with state of their own (an auxiliary head, a router, an epoch counter) are
+Losses with parameters of their own (dual_head's auxiliary head, multi_teacher's router) are
 `DistillLoss` modules. `attached(model, loss)` hangs such a loss on the student while it
 trains, so the optimizer of `refinery.train.fit` updates its parameters and the epoch
 checkpoints resume them; on exit it is taken off again, so the deployed student is the plain
@@ -78,7 +80,7 @@ class TeacherTable:
 
 
 class DistillLoss(nn.Module):
-    """A loss hook with parameters or buffers. `bind(model)` creates what depends on the
+    """A loss hook with parameters. `bind(model)` creates what depends on the
     student's shape (called by `attached` before training, else lazily on first use)."""
 
     def bind(self, model: nn.Module) -> None:  # pragma: no cover - default: nothing to create

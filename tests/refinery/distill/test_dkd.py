@@ -1,8 +1,12 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
-from refinery.distill import attached, make_loss
-from refinery.distill.dkd import dkd_loss, dkd_terms
+from refinery.config import TrainConfig
+from refinery.data.dataset import Arrays
+from refinery.distill import make_loss
+from refinery.distill.dkd import dkd_loss, dkd_terms, warmup_factor
+from refinery.train import Hooks, Step, fit
 
 from .helpers import cfg, logits, student, table
 
@@ -35,34 +39,54 @@ def test_terms_vanish_for_identical_logits():
     assert tckd.abs().max() < 1e-5 and nckd.abs().max() < 1e-5
 
 
-def test_epoch_counter_follows_fit_epochs_and_resets_per_model():
-    loss = make_loss(cfg(loss="dkd", dkd_warmup_epochs=4), table(n=10))
-    model, _ = student()
-    x, y = torch.randn(10, 1, 8, 8), torch.zeros(10, dtype=torch.long)
-    epochs = []
-    for _ in range(3):  # 3 epochs of batches 4 + 4 + 2, each a permutation of the 10 ids
-        for chunk in torch.randperm(10).split(4):
-            loss(model, x[chunk], y[chunk], chunk)
-            epochs.append(int(loss.epoch))
-    assert epochs == [0] * 3 + [1] * 3 + [2] * 3
-    assert loss.warmup(2) == 0.5
-    other, _ = student()
-    loss(other, x[:4], y[:4], torch.arange(4))
-    assert int(loss.epoch) == 0
+def kd_factor(loss, model, x, y, ids, at):
+    """The warm-up factor a DKD loss hook applied at step `at`, read off its value: the loss is
+    CE + factor * KD, so factor = (L(at) - CE) / (L(full) - CE)."""
+    with torch.no_grad():
+        s = model(x)
+        ce = F.cross_entropy(s, y, label_smoothing=0.1)
+        return float((loss(model, x, y, ids, at) - ce) / (loss(model, x, y, ids, None) - ce))
 
 
-def test_epoch_count_survives_a_resume_through_the_attached_state():
-    """An epoch checkpoint stores the buffers; the first batch after loading opens the next epoch."""
+def test_warmup_follows_the_reference_epoch_count():
+    """mdistiller counts epochs from 1: the factor is 1/20 in the first epoch, 1 from epoch 20."""
+    loss = make_loss(cfg(loss="dkd"), table(n=8))
     model, _ = student()
-    x, y = torch.randn(10, 1, 8, 8), torch.zeros(10, dtype=torch.long)
-    first = make_loss(cfg(loss="dkd"), table(n=10))
-    with attached(model, first):
-        for _ in range(2):
-            for chunk in torch.arange(10).split(5):
-                first(model, x[chunk], y[chunk], chunk)
-        state = {k: v.clone() for k, v in model.state_dict().items()}
-    resumed = make_loss(cfg(loss="dkd"), table(n=10))
-    with attached(model, resumed):
-        model.load_state_dict(state)
-        resumed(model, x[:5], y[:5], torch.arange(5))
-    assert int(resumed.epoch) == 2 and "distill_loss.epoch" not in model.state_dict()
+    x, y, ids = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,)), torch.arange(8)
+    factors = {e: kd_factor(loss, model, x, y, ids, Step(epoch=e, step=1, steps_per_epoch=3, epochs=60))
+               for e in (0, 1, 9, 18, 19, 20, 59)}
+    expect = {0: 1 / 20, 1: 2 / 20, 9: 10 / 20, 18: 19 / 20, 19: 1.0, 20: 1.0, 59: 1.0}
+    assert factors == pytest.approx(expect, rel=1e-4)
+    # the step within the epoch does not matter: constant over an epoch, as in the reference
+    assert kd_factor(loss, model, x, y, ids, Step(epoch=4, step=0, steps_per_epoch=3, epochs=60)) == \
+        pytest.approx(kd_factor(loss, model, x, y, ids, Step(epoch=4, step=2, steps_per_epoch=3, epochs=60)), rel=1e-5)
+    assert warmup_factor(1, 20) == 1 / 20 and warmup_factor(20, 20) == 1.0 and warmup_factor(1, 0) == 1.0
+
+
+def test_warmup_follows_the_loops_epoch_under_rs2():
+    """With RS2 (subset_fraction < 1) each loop epoch sees a fraction of the data; the factor is
+    that of the loop's epoch, whatever the sample ids of the batches."""
+    dcfg = cfg(loss="dkd", dkd_warmup_epochs=4, train=TrainConfig(epochs=6, batch_size=4, subset_fraction=0.2))
+    inner = make_loss(dcfg, table(n=40))
+    seen = []
+
+    def loss(model, x, y, ids, at=None):
+        seen.append((at.epoch, kd_factor(inner, model, x, y, ids, at)))
+        return inner(model, x, y, ids, at)
+
+    model, _ = student()
+    data = Arrays(torch.randn(40, 1, 8, 8), torch.randint(0, 10, (40,)), torch.arange(40))
+    fit(model, data, dcfg.train, seed=0, hooks=Hooks(loss=loss))
+    assert sorted({e for e, _ in seen}) == list(range(6))  # 2 steps in each of the 6 loop epochs
+    for epoch, factor in seen:
+        assert factor == pytest.approx(min((epoch + 1) / 4, 1.0), rel=1e-4)
+
+
+def test_full_weight_when_called_outside_the_loop():
+    loss = make_loss(cfg(loss="dkd"), table(n=8))
+    model, _ = student()
+    x, y, ids = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,)), torch.arange(8)
+    with torch.no_grad():
+        s = model(x)
+        full = dkd_loss(s, table(n=8)(x, ids), y, 4.0, 1.0, 8.0, 1.0, 0.1)
+        assert torch.allclose(loss(model, x, y, ids), full)
