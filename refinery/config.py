@@ -179,8 +179,9 @@ class DistillConfig(Strict):
     `alpha` weights the distillation term (the mdistiller convention). `kd`, `dual_head`
     (main head) and `multi_teacher` use `temperature` and `alpha`; `dkd`, `sinkhorn` and
     `dual_head` (auxiliary head) have their own keys below; `pld` has none (it replaces CE+KD).
-    Every CE term uses `train.label_smoothing`. The formulas are in each loss's docstring
-    (refinery/distill/<loss>.py).
+    Defaults follow each loss's reference code; the keys that depart from it are named in the
+    loss's docstring. Every CE term uses `train.label_smoothing` (the references use none). The
+    formulas are in each loss's docstring (refinery/distill/<loss>.py).
     """
 
     loss: Literal["kd", "dkd", "sinkhorn", "dual_head", "pld", "multi_teacher"] = "kd"
@@ -189,13 +190,21 @@ class DistillConfig(Strict):
     alpha: float = Field(0.9, ge=0.0, le=1.0)
     dkd_alpha: float = Field(1.0, ge=0.0, description="dkd: weight of TCKD")
     dkd_beta: float = Field(8.0, ge=0.0, description="dkd: weight of NCKD")
-    dkd_warmup_epochs: int = Field(20, ge=0, description="dkd: KD weight ramps as min(epoch / this, 1)")
+    dkd_warmup_epochs: int = Field(20, ge=0, description=(
+        "dkd: KD weight min(epoch / this, 1), epoch counted from 1 in the training loop's epochs; 0: no warm-up"))
     sinkhorn_temperature: float = Field(2.0, gt=0.0, le=100.0)
     sinkhorn_eps: float = Field(0.1, gt=0.0, description="sinkhorn: entropic regulariser, K = exp(-C / eps)")
-    sinkhorn_iters: int = Field(20, ge=1, le=1000, description="sinkhorn: row+column normalisation rounds")
-    sinkhorn_weight: float = Field(1.0, ge=0.0, description="sinkhorn: L = CE + weight * sum(P * C)")
+    sinkhorn_iters: int = Field(20, ge=1, le=1000, description="sinkhorn: rounds of row then column normalisation")
+    sinkhorn_weight: float = Field(0.001, ge=0.0, description=(
+        "sinkhorn: L = CE + weight * sum(P * C), P with rows and columns summing to 1 (the reference's 0.001)"))
+    sinkhorn_kd_alpha: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "sinkhorn: 0 = CE as the base; a > 0: (1 - a) * CE + a * KD at `temperature` (the reference's GLUE scripts)"))
     dual_head_temperature: float = Field(2.0, gt=0.0, le=100.0)
     dual_head_weight: float = Field(1.0, ge=0.0, description="dual_head: weight of the auxiliary head's loss")
+    dual_head_main: Literal["ce", "kd"] = Field("ce", description=(
+        "dual_head: main head trained with CE (the reference code) or the `kd` mix (METHODS.md's reading)"))
+    dual_head_reduction: Literal["sum", "mean"] = Field("sum", description=(
+        "dual_head: BinaryKL-Norm summed over classes, mean over samples (the reference), or mean over both"))
     student: ModelConfig = Field(default_factory=lambda: ModelConfig(dim=32, heads=2, depth=1, conv_channels=16))
     train: TrainConfig = Field(default_factory=TrainConfig)
 
