@@ -8,7 +8,7 @@ FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 export OMP_WAIT_POLICY ?= PASSIVE
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q $(FIND_LINKS)
 
-.PHONY: setup run smoke test bench ui clean
+.PHONY: setup run smoke test lint bench ui clean
 
 setup: $(STAMP)
 
@@ -25,8 +25,14 @@ run: setup
 smoke: setup
 	$(BIN)/refinery run --pipeline smoke
 
-test: setup
+# The house rules first (ruff: the lint rules in pyproject.toml; lint-imports: imports point down,
+# refinery imports neither prefect nor dvc, models know no method, no cycles), then the suite.
+test: setup lint
 	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 # Speed benches: each prints its ratios, measured side by side in one run, on its last line.
 # Quality tables (minutes each): python -m bench.{teacher,upcycle,distill,unlearn}_quality

@@ -57,7 +57,7 @@ def refresh_user_data(root: str) -> str:
     Without a data.path there is nothing to stamp, and params.yaml is left to the pipeline."""
     from refinery import config as C
 
-    from .cli import resolve_config, write_params
+    from refinery.resolve import resolve_config, write_params
 
     params = Path(root) / "params.yaml"
     raw = C.read_yaml(params) if params.exists() else {}

@@ -5,7 +5,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.sorting import TaskRunSort
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.cli import resolve_config, write_params
+from refinery.resolve import resolve_config, write_params
 from flows.pipeline import stage_flow
 from tests.project import copy_project
 

@@ -2,7 +2,7 @@
 import numpy as np
 import yaml
 
-from flows.cli import resolve_config, write_params
+from refinery.resolve import resolve_config, write_params
 from flows.nightly import refresh_user_data
 from tests.project import copy_project
 

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from flows.cli import resolve_config, write_params
+from refinery.resolve import resolve_config, write_params
 from tests.project import API_URL, BIN, copy_project, run
 
 EPOCHS = 8
