@@ -134,7 +134,9 @@ class TeacherConfig(Strict):
 # --------------------------------------------------------------------------- upcycle
 class UpcycleConfig(Strict):
     """Recipes: sparse (copies), dmu (diversified FFN variants), moepp (zero-computation
-    experts), mola (LoRA experts, counts per layer), phatgoose (independent LoRA experts)."""
+    experts), mola (LoRA experts, counts per layer), phatgoose (independent LoRA experts).
+    Defaults follow each recipe's reference code; the keys that depart from it are named in the
+    recipe's docstring (refinery/upcycle/<recipe>.py)."""
 
     recipe: Literal["sparse", "dmu", "moepp", "mola", "phatgoose"] = "sparse"
     num_experts: int = Field(4, ge=1, le=256)
@@ -147,14 +149,23 @@ class UpcycleConfig(Strict):
     expert_epochs: int = Field(5, ge=1, le=1000, description="dmu/phatgoose: epochs per expert (and per gate)")
     dmu_aux_coef: float = Field(1e-2, ge=0.0, description="dmu: balance coefficient of the router training")
     lora_rank: int = Field(8, ge=1, le=1024)
-    lora_alpha: float = Field(16.0, gt=0.0)
+    lora_alpha: float = Field(16.0, gt=0.0, description="mola: LoRA scale alpha / r (the reference's 16)")
     mola_experts: list[int] = Field(default_factory=lambda: [2, 4, 6, 8],
                                     description="mola: LoRA experts per group of layers, spread over the depth")
-    mola_aux_coef: float = Field(1e-3, ge=0.0)
+    mola_balance: bool = Field(False, description="mola: add the balance loss (the reference's obalance, off)")
+    mola_aux_coef: float = Field(1e-3, ge=0.0, description="mola: balance coefficient when mola_balance is on")
+    mola_lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="mola: dropout on the adapters' input")
+    phatgoose_lora_alpha: float = Field(1.0, gt=0.0, description=(
+        "phatgoose: LoRA scale alpha / r; 1 is the reference's output / r (divide_by_d_bottleneck)"))
     moepp_zero: int = Field(1, ge=0, le=64)
     moepp_copy: int = Field(1, ge=0, le=64)
-    moepp_constant: int = Field(1, ge=0, le=64)
+    moepp_constant: int = Field(2, ge=0, le=64, description="the reference has two constant experts")
     moepp_tau: float = Field(0.75, gt=0.0, le=1.0, description="balance weight of zero-computation experts")
+    moepp_router: Literal["two_layer", "linear"] = Field("two_layer", description=(
+        "two_layer: W2 tanh(W1 x), 8R wide (the reference); linear: the vanilla MoE router"))
+    moepp_scale_inputs: bool = Field(True, description="experts see top_k * x (the reference); False: x")
+    moepp_residual_init: Literal["normal", "zero"] = Field("normal", description=(
+        "gating residual W_g init: N(0, 0.02) (the reference) or zero (starts as a vanilla MoE)"))
     compare: bool = Field(False, description=(
         "also train every other recipe, and MoLA increasing / uniform / decreasing at an equal total, from the "
         "same teacher; the report tabulates them against the dense teacher (minutes: one run per variant)"))

@@ -18,9 +18,10 @@ and each token's top-1 expert, from which `expert_affinity` measures inter-layer
 (Yao et al., "Exploiting Inter-Layer Expert Affinity", 2024): how well the top-1 expert in
 layer l predicts the top-1 expert of the same token in layer l+1.
 
-Subclasses (MoE++) route over more "experts" than the FFN experts: `num_routed` counts every
-routing target, `num_experts` only the FFN experts in w1/b1/w2/b2, and stats["counts"] only
-assignments to FFN experts (the cost model reads it as the FFN work done).
+Subclasses may reshape the top-k weights (`normalise`) and route over more targets than FFN
+experts (zero-computation experts, moepp.py): `num_routed` counts every routing target,
+`num_experts` only the FFN experts in w1/b1/w2/b2, and stats["counts"] only assignments to
+FFN experts (the cost model reads it as the FFN work done).
 """
 from __future__ import annotations
 
@@ -35,15 +36,15 @@ from .grouped import grouped_ffn
 
 
 class Routed(nn.Module):
-    """Token-choice top-k router with its losses and statistics; MoE, MoLA and PHATGOOSE layers
-    share it. `num_routed` counts routing targets, `num_experts` the FFN experts (if any)."""
+    """Token-choice top-k router with its losses and statistics; every routed layer shares it.
+    `num_routed` counts routing targets, `num_experts` the FFN experts (if any)."""
 
     def __init__(self, dim: int, num_routed: int, top_k: int, aux_coef: float = 1e-2, z_coef: float = 1e-3,
                  capacity_factor: float | None = None, num_experts: int | None = None):
         super().__init__()
         if not 1 <= top_k <= num_routed:
             raise ValueError(f"top_k must be in [1, num_experts={num_routed}], got {top_k}")
-        self.num_routed, self.top_k = num_routed, top_k
+        self.dim, self.num_routed, self.top_k = dim, num_routed, top_k
         self.num_experts = num_routed if num_experts is None else num_experts
         self.aux_coef, self.z_coef, self.capacity_factor = aux_coef, z_coef, capacity_factor
         self.router = nn.Linear(dim, num_routed, bias=False)
@@ -55,16 +56,24 @@ class Routed(nn.Module):
     def router_logits(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x.float(), self.router.weight.float())
 
+    def normalise(self, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The top-k probabilities (T, k) of targets `idx` -> the mixing weights: w / sum(w)."""
+        return weights / weights.sum(dim=-1, keepdim=True)
+
+    def router_flops(self) -> int:
+        """FLOPs of the router per token (2 per multiply-add): 2 * d * routed targets."""
+        return 2 * self.dim * self.num_routed
+
     def balance_weights(self) -> torch.Tensor | None:
         """Per-target weights of the balance loss; None means 1 for all (Switch)."""
         return None
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return renormalised top-k weights and expert indices, both (T, k); sets aux_loss."""
+        """Return the top-k weights (`normalise`d) and expert indices, both (T, k); sets aux_loss."""
         logits = self.router_logits(x)
         probs = logits.softmax(dim=-1)
         weights, idx = probs.topk(self.top_k, dim=-1)
-        weights = weights / weights.sum(dim=-1, keepdim=True)
+        weights = self.normalise(weights, idx)
         counts = torch.bincount(idx.flatten(), minlength=self.num_routed)
         f = counts.float() / idx.numel()
         per_target = f * probs.mean(dim=0)
@@ -139,12 +148,12 @@ class MoE(Routed):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_ffn(cls, ffn: FeedForward, num_experts: int, top_k: int, **kwargs) -> "MoE":
+    def from_ffn(cls, ffn: FeedForward, num_experts: int, top_k: int, **kwargs) -> MoE:
         """Sparse upcycling: every expert is an exact copy of the dense FFN."""
         return cls.from_ffns([ffn] * num_experts, top_k, **kwargs)
 
     @classmethod
-    def from_ffns(cls, ffns: list[FeedForward], top_k: int, **kwargs) -> "MoE":
+    def from_ffns(cls, ffns: list[FeedForward], top_k: int, **kwargs) -> MoE:
         """Expert e is a copy of ffns[e] (one FFN repeated: sparse upcycling; variants: DMU)."""
         dim, hidden = ffns[0].fc1.in_features, ffns[0].fc1.out_features
         moe = cls(dim, hidden, len(ffns), top_k, **kwargs).to(ffns[0].fc1.weight.device)
@@ -222,7 +231,7 @@ def moe_layers(model: nn.Module) -> list[MoE]:
 
 
 def routed_layers(model: nn.Module) -> list[Routed]:
-    """Every routed layer, in forward order: MoE, MoE++, MoLA, PHATGOOSE."""
+    """Every routed layer, in forward order (MoE layers, routed LoRA linears, ...)."""
     return [m for m in model.modules() if isinstance(m, Routed)]
 
 
