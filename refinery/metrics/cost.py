@@ -9,16 +9,17 @@ Conventions (METHODS.md, "Evaluation"):
   - `SelfAttention` (scaled dot-product attention, Vaswani et al. 2017): QK^T and AV cost
     2 * n^2 * d each, so 4 * n^2 * d per sequence; its qkv/proj Linears count themselves.
 - Mixture of experts (Shazeer et al. 2017; Fedus et al., "Switch Transformers", 2022): only
-  the routed experts run. Per token the router costs 2 * d * E, and each (token, expert)
+  the routed experts run. Per token the router costs its layer's `router_flops()` (2 * d * E
+  for a linear router), and each (token, expert)
   assignment costs 2*d*h + 2*h*d. The assignments are read from the layer's own routing
   statistics during the measured forward, so they are the real routing of that batch.
   Active parameters count, per MoE layer, the router plus top_k of the E experts (the
   "activated parameters" of sparse models), so a dense model has active == total.
-- LoRA expert layers (MoLA, PHATGOOSE): the frozen fc1/fc2 count as Linears. Per token the
-  router costs 2 * d * E, and each (token, expert) assignment 4 * r * (d + h): A and B of both
-  adapters at rank r. Active parameters keep top_k of the E adapters. (The layer computes all
-  E adapters as two thin GEMMs, zero-weighted outside the top-k; a top-k dispatch would not
-  need them, so they are not counted, as for MoE.)
+- Routed LoRA linears (MoLA, PHATGOOSE; one per adapted linear n -> m, with its own router):
+  the frozen base counts as a Linear. Per token the router costs 2 * n * E, and each (token,
+  expert) assignment 2 * r * (n + m): A and B at rank r. Active parameters keep top_k of the
+  E adapters. (The layer computes all E adapters as two thin GEMMs, zero-weighted outside
+  the top-k; a top-k dispatch would not need them, so they are not counted, as for MoE.)
 - Latency is the median wall time of a batch-1 forward; throughput is samples per second at
   a large batch. Both run in eval mode under torch.no_grad after warm-up.
 
@@ -37,7 +38,7 @@ from torch import Tensor, nn
 
 from ..models import count_params
 from ..models.blocks import SelfAttention
-from ..models.lora import LoRAFFN
+from ..models.lora import LoRAExpertLinear
 from ..models.moe import MoE, Routed, routed_layers
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -46,8 +47,8 @@ _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def _expert_tensors(layer: Routed) -> tuple[Tensor, ...]:
     if isinstance(layer, MoE):
         return layer.w1, layer.b1, layer.w2, layer.b2
-    if isinstance(layer, LoRAFFN):
-        return layer.lora.a1, layer.lora.b1, layer.lora.a2, layer.lora.b2
+    if isinstance(layer, LoRAExpertLinear):
+        return (*layer.a, *layer.b)
     return ()
 
 
@@ -106,17 +107,16 @@ def _attention_flops(module: SelfAttention, inputs: tuple, output: Tensor) -> in
 
 def _routed_flops(layer: Routed) -> int:
     """Router plus expert work of one routed layer over the tracked forward."""
-    tokens, dim = layer.stats["tokens"], layer.router.in_features
+    tokens, dim = layer.stats["tokens"], layer.dim
     # Every assignment in `counts` is run through its expert (capacity-dropped ones too:
     # their output is only zero-weighted), so this is the work the layer really did.
     assignments = int(layer.stats["counts"].sum())
-    router = 2 * dim * layer.num_routed * tokens
+    router = layer.router_flops() * tokens
     if isinstance(layer, MoE):
         hidden = layer.w1.shape[2]
         return router + assignments * (2 * dim * hidden + 2 * hidden * dim)
-    if isinstance(layer, LoRAFFN):
-        hidden = layer.fc1.out_features
-        return router + assignments * 4 * layer.lora.rank * (dim + hidden)
+    if isinstance(layer, LoRAExpertLinear):
+        return router + assignments * 2 * layer.rank * (dim + layer.base.out_features)
     return router
 
 
@@ -135,7 +135,7 @@ def _counter(module: nn.Module, routers: set[int]) -> Callable[..., int] | None:
 def flops_per_sample(model: nn.Module, example_input: Tensor) -> float:
     """FLOPs of one forward of `example_input` (batch first), divided by its batch size."""
     routed = routed_layers(model)
-    routers = {id(layer.router) for layer in routed}
+    routers = {id(m) for layer in routed for m in layer.router.modules()}
     total = [0]
     handles = []
     for module in model.modules():

@@ -68,13 +68,14 @@ def test_moe_flops_count_capacity_dropped_assignments_that_still_run():
 
 
 def test_lora_expert_layer_counts_its_frozen_ffn_router_and_top_k_adapters():
-    from refinery.models.lora import MoLA
+    from refinery.models.lora import LoRAFFN
 
     dim, hidden, experts, k, rank, tokens = 6, 10, 4, 2, 3, 5
     torch.manual_seed(0)
-    layer = MoLA(dim, hidden, experts, k, rank=rank)
+    layer = LoRAFFN(dim, hidden, experts, k, rank=rank)
     dense = 2 * dim * hidden + 2 * hidden * dim
-    router, adapters = 2 * dim * experts, k * 4 * rank * (dim + hidden)
+    # a router per adapted linear, each on that linear's input (d for fc1, h for fc2)
+    router, adapters = 2 * (dim + hidden) * experts, k * 4 * rank * (dim + hidden)
     assert flops_per_sample(layer, torch.randn(3, tokens, dim)) == tokens * (dense + router + adapters)
     per_expert = 2 * rank * (dim + hidden)
     assert active_params(layer) == count_params(layer) - (experts - k) * per_expert
