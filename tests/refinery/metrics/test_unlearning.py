@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from refinery.metrics import SCORE_KEYS, accuracy, avg_gap, confidence, mia_efficacy, unlearning_scores
+from refinery.metrics.classification import accuracy
+from refinery.metrics.unlearning import SCORE_KEYS, avg_gap, confidence, mia_efficacy, unlearning_scores
 
 # SalUn, Table (CIFAR-10, ResNet-18, 10% random forgetting), as quoted in METHODS.md.
 RETRAIN = {"UA": 5.24, "RA": 100.00, "TA": 94.26, "MIA": 12.88}
@@ -88,15 +89,29 @@ def test_mia_score_is_fraction_predicted_non_member_in_percent():
     assert mia_efficacy(retain, test, forget, seed=0) == 75.0
 
 
-def test_mia_is_deterministic_for_a_seed_and_seed_picks_the_member_subset():
+def test_mia_members_are_the_first_test_size_retain_samples():
+    """As the reference (`Subset(retain_dataset, range(len(test)))`): the first len(test) retain
+    samples are the members; what follows them, and the seed, change nothing."""
     rng = np.random.default_rng(1)
-    retain = rng.uniform(0.0, 1.0, 1000)  # overlapping distributions: the subset matters
+    head = rng.uniform(0.0, 1.0, 200)  # overlapping distributions: which members matters
+    tail = rng.uniform(0.5, 1.0, 800)
     test = rng.uniform(0.0, 0.8, 200)
     forget = rng.uniform(0.0, 1.0, 300)
-    first = mia_efficacy(retain, test, forget, seed=3)
-    assert mia_efficacy(retain, test, forget, seed=3) == first
-    assert mia_efficacy(torch.tensor(retain), torch.tensor(test), torch.tensor(forget), seed=3) == first
-    assert len({mia_efficacy(retain, test, forget, seed=s) for s in range(6)}) > 1
+    first = mia_efficacy(np.concatenate([head, tail]), test, forget, seed=3)
+    assert first == mia_efficacy(head, test, forget, seed=0)
+    assert first == mia_efficacy(np.concatenate([head, rng.permutation(tail)]), test, forget, seed=5)
+    assert first == mia_efficacy(torch.tensor(np.concatenate([head, tail])), torch.tensor(test), torch.tensor(forget))
+    assert first != mia_efficacy(np.concatenate([tail, head]), test, forget, seed=3)
+
+
+def test_mia_random_members_option_is_seeded():
+    rng = np.random.default_rng(1)
+    retain = rng.uniform(0.0, 1.0, 1000)
+    test = rng.uniform(0.0, 0.8, 200)
+    forget = rng.uniform(0.0, 1.0, 300)
+    first = mia_efficacy(retain, test, forget, seed=3, members="random")
+    assert mia_efficacy(retain, test, forget, seed=3, members="random") == first
+    assert len({mia_efficacy(retain, test, forget, seed=s, members="random") for s in range(6)}) > 1
 
 
 def test_mia_keeps_classes_balanced_when_retain_is_smaller_than_test():
