@@ -3,8 +3,8 @@
 `python -m bench.unlearn`. Class forgetting (class 3) on digits, split as the pipeline splits
 it; the target is a dim-64, depth-2 model (MLP by default, `--arch cct` for the preset's
 CCT teacher) trained with its recipe (`--epochs`, 30 by default) on the training split. Retrain runs that same recipe (same epochs) on D_r; finetune, salun and ssd use
-their config defaults. SSD's per-request time excludes the full-data importance I_D, which
-does not depend on the request and is computed once per model (the pipeline caches it); the
+their config defaults. SSD's per-request time excludes the full-data importance I_D, which the
+pipeline caches (per model, and per request order with the default reference importance); the
 time including I_D is printed too. Last line:
 `unlearn: ssd_vs_retrain=X salun_vs_retrain=Y` (time ratios).
 """
@@ -23,7 +23,8 @@ from refinery.config import ModelConfig, TrainConfig, UnlearnConfig
 from refinery.data import TEST, TRAIN, VAL, Arrays, load_source, stratified_split
 from refinery.models import build_model, make_arch
 from refinery.train import accuracy, fit
-from refinery.unlearn import UnlearnContext, importance, run_method
+from refinery.unlearn import UnlearnContext, run_method
+from refinery.unlearn.ssd import full_importance
 
 
 def digits_splits(seed: int) -> tuple[Arrays, Arrays, Arrays]:
@@ -69,12 +70,12 @@ def main() -> None:
     model, arch = original_model(ModelConfig(arch=args.arch, dim=64, depth=2), recipe, train, 0)
     ctx = context(model, arch, train, val, train.ids[train.y == args.forget_class].numpy(), recipe, 0)
     started = time.perf_counter()
-    full_importance = importance(model, ctx.full(), recipe.batch_size)
+    full_i = full_importance(ctx)
     importance_s = time.perf_counter() - started
     seconds, models = {}, {}
     for name in ("retrain", "finetune", "salun"):
         models[name], seconds[name] = timed(name, ctx)
-    models["ssd"], seconds["ssd"] = timed("ssd", ctx, full_importance=full_importance)
+    models["ssd"], seconds["ssd"] = timed("ssd", ctx, full_importance=full_i)
     for name, s in seconds.items():
         print(f"{name:9s} {s:8.2f}s  ratio {s / seconds['retrain']:.4f}  UA {100 * (1 - accuracy(models[name], ctx.forget)):6.2f}"
               f"  RA {100 * accuracy(models[name], ctx.retain):6.2f}")

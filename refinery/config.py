@@ -231,32 +231,60 @@ class DistillConfig(Strict):
 class SSDConfig(Strict):
     alpha: float = Field(10.0, gt=0.0, description="selection threshold: I_f > alpha * I_D")
     lam: float = Field(1.0, gt=0.0, description="dampening strength lambda")
+    importance: Literal["reference", "per_sample"] = Field("reference", description=(
+        "reference: the reference code's squared batch-mean gradients over D_r then D_f in loader order "
+        "(class-grouped for a class request); per_sample: the paper's Fisher diagonal, the mean of squared "
+        "per-sample gradients, which no batching or order changes"))
+    batch_size: int | None = Field(None, ge=1, le=65_536, description=(
+        "reference importance: the loader batch; None: the model's training batch size (as the reference, -b)"))
 
 
 class FinetuneConfig(Strict):
     epochs: int = Field(5, ge=1, le=1000)
     lr: float = Field(1e-3, gt=0.0, le=10.0)
+    lr_grid: list[float] = Field(default_factory=lambda: [3e-4, 1e-3, 3e-3], description="unlearn.select_lr candidates")
 
 
 class GradAscentConfig(Strict):
     epochs: int = Field(2, ge=1, le=1000)
-    lr: float = Field(1e-4, gt=0.0, le=10.0, description="very sensitive: choose it on val (bench/unlearn_quality.py)")
+    lr: float = Field(1e-4, gt=0.0, le=10.0, description="very sensitive: chosen by unlearn.select_lr when it is on")
+    lr_grid: list[float] = Field(default_factory=lambda: [1e-5, 1e-4, 1e-3, 1e-2],
+                                 description="unlearn.select_lr candidates (the SalUn maintainers searched 1e-5..1e-1)")
 
 
 class RandomLabelConfig(Strict):
-    epochs: int = Field(3, ge=1, le=1000)
-    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    """RL as the SalUn reference code runs it (Classification/unlearn/RL.py, CIFAR-10 branch):
+    SGD with momentum, plain CE, per epoch a pass over D_f with labels redrawn per batch from all
+    C classes, then a pass over D_r, at a constant LR."""
+
+    epochs: int = Field(10, ge=1, le=1000)
+    lr: float = Field(0.013, gt=0.0, le=10.0)
+    lr_grid: list[float] = Field(default_factory=lambda: [0.004, 0.013, 0.04], description="unlearn.select_lr candidates")
+    batch_size: int = Field(256, ge=1, le=65_536)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0, le=10.0)
+    order: Literal["forget_then_retain", "mixed"] = Field("forget_then_retain", description=(
+        "forget_then_retain: the reference's CIFAR-10/SVHN branch; mixed: its CIFAR-100 branch, one shuffled "
+        "set of D_f (labels drawn once per epoch from all C classes) and D_r"))
 
 
-class SalUnConfig(Strict):
-    epochs: int = Field(3, ge=1, le=1000)
-    lr: float = Field(1e-3, gt=0.0, le=10.0)
+class SalUnConfig(RandomLabelConfig):
+    """SalUn = RL (the fields above, same defaults: the reference's CIFAR-10 command, 10 epochs at
+    lr 0.013) on the weights of the saliency mask only."""
+
     sparsity: float = Field(0.5, gt=0.0, lt=1.0, description="share of weights the saliency mask keeps (top |grad|)")
+    mask_batch_size: int = Field(256, ge=1, le=65_536, description=(
+        "batch of the mask's gradient (a sum of batch-mean gradients, so it depends on the batch); "
+        "256 as the reference's loaders"))
 
 
 class LFSSDConfig(Strict):
     alpha: float = Field(10.0, gt=0.0, description="selection threshold: I_f > alpha * I_D")
     lam: float = Field(1.0, gt=0.0, description="dampening strength lambda")
+    importance: Literal["reference", "per_sample"] = Field("reference", description=(
+        "reference: mean |grad| of batch-mean ||f||^2 over D_r then D_f in loader order; per_sample: mean of "
+        "per-sample |grad|, independent of batching and order"))
+    batch_size: int | None = Field(None, ge=1, le=65_536, description="reference importance: None = training batch")
 
 
 class SISAConfig(Strict):
@@ -278,6 +306,10 @@ class UnlearnConfig(Strict):
     lfssd: LFSSDConfig = Field(default_factory=LFSSDConfig)
     sisa: SISAConfig = Field(default_factory=SISAConfig)
     audit: bool = Field(True, description="probe, relearn and noise checks per method (data/unlearn/metrics.json)")
+    select_lr: bool = Field(True, description=(
+        "choose each trained method's LR from its lr_grid by the smallest Avg.Gap to retrain on a VALIDATION "
+        "request drawn from the training split (never the reported forget set, never the test split); "
+        "recorded under 'selection' in data/unlearn/metrics.json"))
 
     @model_validator(mode="after")
     def _methods_are_distinct(self) -> "UnlearnConfig":

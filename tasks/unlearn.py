@@ -2,9 +2,17 @@
 every result against retraining (UA, RA, TA, MIA-efficacy, Avg.Gap, seconds), plus an audit
 (linear probe, relearn steps, UA on noisy inputs) under the key "audit".
 
-Request-independent work is cached outside DVC's outputs, keyed by content, under
-.refinery/cache/unlearn/: SSD's and LFSSD's full-data importance I_D (keyed by the target
-model's content hash) and the SISA deployment (keyed by the training data and recipe).
+Reusable work is cached outside DVC's outputs, keyed by content, under .refinery/cache/unlearn/:
+SSD's and LFSSD's full-data importance I_D (keyed by the target model's content hash, the
+importance mode and batch, and the samples in the order they are read: with the reference
+importance that order depends on the request) and the SISA deployment (keyed by the training
+data and recipe).
+
+With `unlearn.select_lr`, each method that trains with an LR (finetune, grad_ascent,
+random_label, salun) first has its LR chosen from `unlearn.<method>.lr_grid` by the declared
+rule of refinery/unlearn/selection.py (smallest Avg.Gap to retrain on a validation request drawn
+from the training split, the validation split standing in for test); the grid, the chosen LR
+and the gaps go to metrics.json under "selection".
 `seconds` is the per-request time; `seconds_with_importance` / `seconds_with_training` add
 the cached part's (measured) cost.
 """
@@ -23,9 +31,10 @@ from refinery.metrics.unlearning import avg_gap, confidence, unlearning_scores
 from refinery.store import (atomic_path, load_checkpoint, open_group, read_table, save_checkpoint,
                             write_json, write_table)
 from refinery.train import accuracy, predict_logits
-from refinery.unlearn import UnlearnContext, importance, run_method
+from refinery.unlearn import UnlearnContext, run_method
 from refinery.unlearn.audit import audit
-from refinery.unlearn.lfssd import lf_importance
+from refinery.unlearn.selection import select_lrs, with_setting
+from refinery.unlearn.ssd import full_importance, importance_inputs
 from refinery.unlearn.sisa import SISAEnsemble, deploy, deployment_key, load_deployment, save_deployment
 
 from .common import Workspace, log, pick_device, progress_reporter, seed_everything, write_manifest
@@ -75,17 +84,16 @@ def score(model, ctx: UnlearnContext, test, seed: int) -> tuple[dict, pd.Series]
 
 def cached_importance(ws: Workspace, kind: str, ctx: UnlearnContext, model_hash: str) -> tuple[dict, float]:
     """(I_D, seconds it took to compute) for `kind` in {ssd, lfssd}, computed once per target
-    model (content hash), training data and batch size, and reused for every request."""
-    full = ctx.full()
-    h = hashlib.sha256(f"{kind}|{model_hash}|{ctx.train_cfg.batch_size}".encode())
+    model (content hash), importance mode, batch size and sample order, and reused."""
+    full, _, mode, batch = importance_inputs(ctx, kind)
+    h = hashlib.sha256(f"{kind}|{model_hash}|{mode}|{batch}".encode())
     h.update(full.ids.numpy().tobytes())
     path = ws.root / ".refinery" / "cache" / "unlearn" / f"{kind}_importance" / f"{h.hexdigest()[:20]}.zarr"
     if (path / "zarr.json").exists():
         tensors, attrs = load_checkpoint(path)
         return {n: t.to(ctx.device) for n, t in tensors.items()}, float(attrs["extra"]["seconds"])
-    fn = importance if kind == "ssd" else lf_importance
     started = time.perf_counter()
-    imp = fn(ctx.model, full, ctx.train_cfg.batch_size)
+    imp = full_importance(ctx, kind)
     seconds = time.perf_counter() - started
     save_checkpoint(path, imp, {}, packed=True, extra={"seconds": seconds, "model_hash": model_hash, "kind": kind})
     return imp, seconds
@@ -151,10 +159,15 @@ def unlearn(ws: Workspace) -> None:
     models = {"original": ctx.model}
     # retrain first: every gap is measured against it
     methods = ["retrain"] + [m for m in cfg.unlearn.methods if m != "retrain"]
+    chosen, selection = select_lrs(ctx, methods) if cfg.unlearn.select_lr else ({}, [])
+    for record in selection:
+        log.info("unlearn %-12s LR %g chosen on the validation request from %s (val gaps %s)", record["method"],
+                 record["chosen"], record["grid"], record["val_gaps"])
     with atomic_path(out / "models") as models_dir:
         models_dir.mkdir(parents=True)
         for name in methods:
-            model, results[name], conf = run_one(ws, name, ctx, data.test, cfg.seed, model_hash)
+            run_ctx = with_setting(ctx, name, "lr", chosen[name]) if name in chosen else ctx
+            model, results[name], conf = run_one(ws, name, run_ctx, data.test, cfg.seed, model_hash)
             per_sample.append(pd.DataFrame({"method": name, "sample_id": ctx.forget.ids.numpy(), "confidence": conf}))
             arch = model.arch if isinstance(model, SISAEnsemble) else ctx.arch  # SISA: its ensemble record
             save_model(models_dir / f"{name}.zarr", model, arch, extra={"method": name})
@@ -168,7 +181,8 @@ def unlearn(ws: Workspace) -> None:
     write_table(out / "forget_scores.parquet", pd.concat(per_sample, ignore_index=True))
     lineage = ["prepare", "teacher", "upcycle", "distill", "unlearn"] if cfg.forget.exact else []
     write_json(out / "metrics.json", dict(results, target=cfg.unlearn.target, forget_size=len(ctx.forget),
-                                          exact=cfg.forget.exact, retrained_stages=lineage, audit=audits))
+                                          exact=cfg.forget.exact, retrained_stages=lineage, audit=audits,
+                                          selection=selection))
     write_manifest(ws, "unlearn", {"seed": cfg.seed, "unlearn": cfg.unlearn.model_dump(mode="json"),
                                    "forget_exact": cfg.forget.exact},
                    inputs=[arrays, ws.stage_dir("prepare") / "forget.parquet", target_path(ws, cfg.unlearn.target)],

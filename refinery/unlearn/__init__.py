@@ -5,7 +5,7 @@ Methods (one per module, chosen by name through `run_method`):
 - `retrain`  (retrain.py)  — exact: the model's own recipe on D_r only (the gold standard);
 - `finetune` (finetune.py) — FT: fine-tune the original on D_r at a constant LR;
 - `ssd`      (ssd.py)      — Selective Synaptic Dampening: no training, dampens the weights
-  important to D_f. `importance` computes I_D once for the caller to cache;
+  important to D_f (the reference code's importance by default, the per-sample Fisher as an option);
 - `lfssd`    (lfssd.py)    — label-free SSD: importance from |grad ||f(x)||^2|;
 - `grad_ascent` (grad_ascent.py) — GA: maximise CE on D_f;
 - `random_label` (random_label.py) — RL: wrong labels on D_f, plus D_r;

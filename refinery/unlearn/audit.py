@@ -54,15 +54,11 @@ def probe_accuracy(model: nn.Module, forget: Arrays, heldout: Arrays, seed: int)
     return float(100.0 * probe.score(scaler.transform(x[test]), label[test]))
 
 
-class _Recovered(Exception):
-    pass
-
-
 def relearn_steps(model: nn.Module, forget: Arrays, target_acc: float, recipe: TrainConfig, seed: int,
                   max_epochs: int = 30) -> tuple[int, bool]:
     """(optimizer steps, recovered?) to fine-tune a copy on D_f (CE, the recipe's LR, constant)
     until acc(D_f) >= target_acc; capped at `max_epochs` epochs over D_f (then recovered=False).
-    Checked after each epoch of D_f, since `fit` reports per epoch."""
+    Checked after each epoch of D_f: `on_epoch` returns True to end the fit there."""
     if len(forget) == 0:
         return 0, True
     if accuracy(model, forget) >= target_acc:
@@ -71,16 +67,18 @@ def relearn_steps(model: nn.Module, forget: Arrays, target_acc: float, recipe: T
                                           batch_size=min(recipe.batch_size, 32)))
     steps_per_epoch = math.ceil(len(forget) / cfg.batch_size)
     student = copy.deepcopy(model).requires_grad_(True)
+    recovered_at: list[int] = []
 
-    def check(record: dict) -> None:
+    def check(record: dict) -> bool:
         if accuracy(student, forget) >= target_acc:
-            raise _Recovered(record["epoch"])
+            recovered_at.append(int(record["epoch"]))
+            return True
+        return False
 
-    try:
-        fit(student, forget, cfg, seed=seed, params=student.parameters(), desc="relearn",
-            hooks=Hooks(loss=lambda m, x, y, ids, at=None: F.cross_entropy(m(x), y), on_epoch=check))
-    except _Recovered as done:
-        return int(done.args[0]) * steps_per_epoch, True
+    fit(student, forget, cfg, seed=seed, params=student.parameters(), desc="relearn",
+        hooks=Hooks(loss=lambda m, x, y, ids, at=None: F.cross_entropy(m(x), y), on_epoch=check))
+    if recovered_at:
+        return recovered_at[0] * steps_per_epoch, True
     return max_epochs * steps_per_epoch, False
 
 

@@ -4,15 +4,17 @@ import torch
 from refinery.config import SSDConfig, UnlearnConfig
 from refinery.data.dataset import Arrays
 from refinery.unlearn import importance, run_method
-from refinery.unlearn.ssd import ssd
+from refinery.unlearn.selection import with_setting
+from refinery.unlearn.ssd import (full_importance, gradient_importance, importance_inputs, per_sample_importance,
+                                  reference_order, ssd)
 
 from .helpers import assert_same_state, class_forget_ids, random_forget_ids, state_copy
 
 
 def _selection(ctx):
     """The weights SSD must select, recomputed from its definition."""
-    bs = ctx.train_cfg.batch_size
-    i_d, i_f = importance(ctx.model, ctx.full(), bs), importance(ctx.model, ctx.forget, bs)
+    full, forget, _, bs = importance_inputs(ctx)
+    i_d, i_f = importance(ctx.model, full, bs), importance(ctx.model, forget, bs)
     return {k: i_f[k] > ctx.cfg.ssd.alpha * i_d[k] for k in i_d}
 
 
@@ -36,7 +38,8 @@ def test_unselected_weights_are_bit_identical_random_forgetting(make_ctx, digits
 
 
 def test_unselected_weights_are_bit_identical_class_forgetting(make_ctx, digits):
-    ctx = make_ctx(class_forget_ids(digits[0]))
+    # alpha below |D| / |D_f| (about 10 for one digit class): at 10 nothing is selectable
+    ctx = make_ctx(class_forget_ids(digits[0]), cfg=UnlearnConfig(ssd=SSDConfig(alpha=3.0)))
     _check_only_selected_changed(ctx, run_method("ssd", ctx))
 
 
@@ -72,9 +75,9 @@ def test_huge_alpha_selects_nothing(make_ctx, digits):
 
 
 def test_cached_full_importance_gives_the_same_model(make_ctx, digits):
-    """The caller computes I_D once over the training split (id order) and passes it in."""
+    """The caller computes I_D (`full_importance`) and passes it in."""
     ctx = make_ctx(random_forget_ids(digits[0]))
-    cached = importance(ctx.model, digits[0], ctx.train_cfg.batch_size)
+    cached = full_importance(ctx)
     plain = state_copy(ssd(ctx))
     assert_same_state(plain, state_copy(ssd(ctx, full_importance=cached)))
     assert_same_state(plain, state_copy(run_method("ssd", ctx, full_importance=cached)))
@@ -82,8 +85,9 @@ def test_cached_full_importance_gives_the_same_model(make_ctx, digits):
 
 def test_dampening_factor_matches_the_equation(make_ctx, digits):
     ctx = make_ctx(random_forget_ids(digits[0]))
-    bs, lam = ctx.train_cfg.batch_size, ctx.cfg.ssd.lam
-    i_d, i_f = importance(ctx.model, ctx.full(), bs), importance(ctx.model, ctx.forget, bs)
+    full, forget, _, bs = importance_inputs(ctx)
+    lam = ctx.cfg.ssd.lam
+    i_d, i_f = importance(ctx.model, full, bs), importance(ctx.model, forget, bs)
     out = dict(run_method("ssd", ctx).named_parameters())
     for name, p in ctx.model.named_parameters():
         sel = i_f[name] > ctx.cfg.ssd.alpha * i_d[name]
@@ -102,3 +106,75 @@ def test_importance_is_mean_of_squared_batch_gradients(trained, digits):
             expected[n] += p.grad ** 2
     for n in imp:
         torch.testing.assert_close(imp[n], expected[n] / 3)
+
+
+def test_reference_order_is_retain_then_forget_grouped_by_class(make_ctx, digits):
+    ctx = make_ctx(class_forget_ids(digits[0]))
+    full, forget = reference_order(ctx.retain, ctx.forget)
+    n_r = len(ctx.retain)
+    assert torch.equal(full.ids[n_r:], forget.ids) and set(forget.ids.tolist()) == set(ctx.forget.ids.tolist())
+    assert set(full.ids[:n_r].tolist()) == set(ctx.retain.ids.tolist())
+    y = full.y[:n_r]
+    assert torch.all(y[1:] >= y[:-1]), "D_r must come class by class"
+    # SSD reads exactly that order: its result is the dampening of these importances
+    alpha = 3.0
+    ctx = make_ctx(class_forget_ids(digits[0]), cfg=UnlearnConfig(ssd=SSDConfig(alpha=alpha)))
+    bs = ctx.train_cfg.batch_size
+    i_d, i_f = importance(ctx.model, full, bs), importance(ctx.model, forget, bs)
+    out = dict(run_method("ssd", ctx).named_parameters())
+    mixed = importance(ctx.model, ctx.full(), bs)  # id order: mixed-class batches
+    assert sum(int((i_f[k] > alpha * i_d[k]).sum()) for k in i_d) < sum(int((i_f[k] > alpha * mixed[k]).sum())
+                                                                          for k in i_d)
+    for name, p in ctx.model.named_parameters():
+        sel = i_f[name] > alpha * i_d[name]
+        assert torch.equal(out[name][~sel], p[~sel])
+        torch.testing.assert_close(out[name][sel], p[sel] * torch.clamp(i_d[name][sel] / i_f[name][sel], max=1.0))
+
+
+def test_random_request_reads_retain_then_forget_in_id_order(make_ctx, digits):
+    ctx = make_ctx(random_forget_ids(digits[0]))
+    full, forget = reference_order(ctx.retain, ctx.forget)
+    n_r = len(ctx.retain)
+    assert torch.all(full.ids[1:n_r] > full.ids[:n_r - 1]) and torch.equal(full.ids[n_r:], forget.ids)
+    assert torch.all(forget.ids[1:] > forget.ids[:-1])
+
+
+def test_per_sample_importance_ignores_order_and_batching(trained, digits):
+    data = Arrays(digits[0].x[:96], digits[0].y[:96], digits[0].ids[:96])
+    perm = torch.randperm(96, generator=torch.Generator().manual_seed(1))
+    shuffled = Arrays(data.x[perm], data.y[perm], data.ids[perm])
+    a = per_sample_importance(trained, data, chunk=32)
+    b = per_sample_importance(trained, shuffled, chunk=7)
+    loop = gradient_importance(trained, data, 1, torch.nn.functional.cross_entropy, power=2)  # batches of one
+    for n in a:
+        torch.testing.assert_close(a[n], b[n], rtol=1e-4, atol=1e-9)
+        torch.testing.assert_close(a[n], loop[n], rtol=1e-4, atol=1e-9)
+    # while the reference importance does depend on the order
+    assert any(not torch.allclose(importance(trained, data, 32)[n], importance(trained, shuffled, 32)[n]) for n in a)
+
+
+def test_per_sample_option_is_used_by_ssd(make_ctx, digits):
+    ctx = with_setting(make_ctx(random_forget_ids(digits[0])), "ssd", "importance", "per_sample")
+    i_d, i_f = per_sample_importance(ctx.model, ctx.full()), per_sample_importance(ctx.model, ctx.forget)
+    out = dict(run_method("ssd", ctx).named_parameters())
+    selected = 0
+    for name, p in ctx.model.named_parameters():
+        sel = i_f[name] > ctx.cfg.ssd.alpha * i_d[name]
+        selected += int(sel.sum())
+        assert torch.equal(out[name][~sel], p[~sel])
+        assert torch.all(out[name][sel] != p[sel])
+    assert selected > 0
+
+
+def test_frozen_parameters_get_no_importance_and_are_never_dampened(make_ctx, digits):
+    ctx = make_ctx(class_forget_ids(digits[0]), cfg=UnlearnConfig(ssd=SSDConfig(alpha=1.5)))
+    ctx.model.embed.requires_grad_(False)
+    full, forget, _, bs = importance_inputs(ctx)
+    for imp in (importance(ctx.model, full, bs), per_sample_importance(ctx.model, forget)):
+        assert torch.count_nonzero(imp["embed.weight"]) == 0
+        assert torch.count_nonzero(imp["head.weight"]) > 0
+    out = dict(run_method("ssd", ctx).named_parameters())
+    assert torch.equal(out["embed.weight"], ctx.model.embed.weight)
+    assert torch.equal(out["embed.bias"], ctx.model.embed.bias)
+    assert any(not torch.equal(out[n], p) for n, p in ctx.model.named_parameters())
+    assert not out["embed.weight"].requires_grad
