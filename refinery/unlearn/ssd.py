@@ -33,6 +33,12 @@ Importance, `unlearn.ssd.importance`:
   per-sample gradient, computed with `torch.func` (vmap of grad); no batching and no order can
   change it, and I_D no longer depends on the request.
 
+A bound worth knowing: D contains D_f, so (per-sample) I_D >= (|D_f| / |D|) * I_f, and with the
+reference's class-grouped batches the same holds with batch counts. Nothing can be selected
+once alpha >= |D| / |D_f|: one digit class is about 10% of the digits training split, so at
+alpha = 10 SSD dampens next to nothing there (1 weight of the CCT student) and forgets nothing;
+alpha = 5 forgets the class (UA 100, RA 100). The reference's alpha = 10 was set for CIFAR-20/100.
+
 Deviations from the reference code:
 - For a random (non-class) request, the reference orders D_r and D_f by its `random_split`
   permutation; we keep sample-id order (the prepared split's, which mixes classes as that does).
