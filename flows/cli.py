@@ -28,7 +28,7 @@ from refinery.store import ArtifactError
 from refinery.train import TrainingDiverged
 from refinery.resolve import resolve_config, write_params
 from tasks.common import find_root
-from tasks.stages import STAGE_NAMES
+from tasks.stages import STAGE_NAMES, sync_dvc_yaml
 
 from .env import configure
 
@@ -38,6 +38,8 @@ USER_ERRORS = (C.ConfigError, DataSourceError, ForgetRequestError, ArtifactError
 def cmd_run(args: argparse.Namespace, root: Path) -> int:
     cfg = resolve_config(root, args.pipeline, args.set or [])
     write_params(root, cfg)
+    if sync_dvc_yaml(root):  # an edit added an import: the stage now depends on that file too
+        print("refinery: dvc.yaml rewritten: a stage's code imports changed (commit it with the code)")
     from .dvc_runner import changed_stages
 
     todo = changed_stages(root)

@@ -119,7 +119,7 @@ def _imports(module: str, file: Path) -> set[str]:
 
 
 @cache
-def code_modules(entry: str, root: Path = ROOT) -> dict[str, Path]:
+def code_modules(entry: str, root: Path = ROOT) -> dict[str, Path]:  # noqa: B019  (a few entries, per process)
     """The project modules that importing `entry` can run, by static import walking."""
     seen: dict[str, Path] = {}
     todo = [entry]
@@ -180,17 +180,25 @@ def render_dvc_yaml(root: Path = ROOT) -> str:
     return HEADER + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=120)
 
 
+def sync_dvc_yaml(root: Path = ROOT) -> bool:
+    """Rewrite `root`/dvc.yaml when the declaration or the imports changed; True if rewritten."""
+    from refinery.store import write_text
+
+    text, path = render_dvc_yaml(root), root / "dvc.yaml"
+    if path.exists() and path.read_text() == text:
+        return False
+    write_text(path, text)
+    return True
+
+
 def main(argv: list[str]) -> int:
-    text = render_dvc_yaml()
-    path = ROOT / "dvc.yaml"
     if "--check" in argv:
-        if path.read_text() != text:
-            print(f"{path}: stale; run `.venv/bin/python -m tasks.stages` to rewrite it", file=sys.stderr)
+        if (ROOT / "dvc.yaml").read_text() != render_dvc_yaml():
+            print(f"{ROOT / 'dvc.yaml'}: stale; run `.venv/bin/python -m tasks.stages` to rewrite it", file=sys.stderr)
             return 1
         return 0
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-        print(f"{path}: rewritten from tasks/stages.py")
+    if sync_dvc_yaml():
+        print(f"{ROOT / 'dvc.yaml'}: rewritten from tasks/stages.py")
     return 0
 
 
