@@ -341,9 +341,6 @@ class PipelineConfig(Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
 
-STAGES = ("prepare", "teacher", "upcycle", "distill", "unlearn", "evaluate")
-
-
 # --------------------------------------------------------------------------- loading
 def _describe(err: dict[str, Any], model: type[BaseModel]) -> str:
     key = ".".join(str(p) for p in err["loc"]) or "(top level)"

@@ -40,6 +40,7 @@ from refinery.unlearn.sisa import SISAEnsemble, deploy, deployment_key, load_dep
 from .common import Workspace, log, pick_device, progress_reporter, seed_everything, write_manifest
 from .distill import cached_teacher
 from .models import load_model, save_model
+from .stages import STAGE_NAMES
 
 TARGETS = {"teacher": ("teacher", "model.zarr"), "upcycle": ("upcycle", "model.zarr"),
            "student": ("distill", "student.zarr")}
@@ -179,11 +180,8 @@ def unlearn(ws: Workspace) -> None:
             audits.append(dict(method=name, **audit(model, ctx.forget, data.test, original_forget_acc,
                                                     ctx.train_cfg, cfg.seed)))
     write_table(out / "forget_scores.parquet", pd.concat(per_sample, ignore_index=True))
-    lineage = ["prepare", "teacher", "upcycle", "distill", "unlearn"] if cfg.forget.exact else []
+    lineage = list(STAGE_NAMES[:STAGE_NAMES.index("unlearn") + 1]) if cfg.forget.exact else []
     write_json(out / "metrics.json", dict(results, target=cfg.unlearn.target, forget_size=len(ctx.forget),
                                           exact=cfg.forget.exact, retrained_stages=lineage, audit=audits,
                                           selection=selection))
-    write_manifest(ws, "unlearn", {"seed": cfg.seed, "unlearn": cfg.unlearn.model_dump(mode="json"),
-                                   "forget_exact": cfg.forget.exact},
-                   inputs=[arrays, ws.stage_dir("prepare") / "forget.parquet", target_path(ws, cfg.unlearn.target)],
-                   outputs=[out / "models", out / "forget_scores.parquet"])
+    write_manifest(ws, "unlearn", cfg)

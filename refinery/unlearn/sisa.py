@@ -32,7 +32,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..data.dataset import Arrays
-from ..models import build_model
+from ..models import build_model, register_ensemble
 from ..store import load_checkpoint, save_checkpoint
 from ..train import Hooks, cross_entropy_loss, fit
 from .base import UnlearnContext, register
@@ -71,13 +71,16 @@ class SISAEnsemble(nn.Module):
 
 
 def ensemble_arch(member_arch: dict, shards: int, slices: int) -> dict:
-    return dict(member_arch, ensemble={"shards": int(shards), "slices": int(slices)})
+    return dict(member_arch, ensemble={"kind": "sisa", "shards": int(shards), "slices": int(slices)})
 
 
 def build_ensemble(arch: dict) -> SISAEnsemble:
     """What `build_model` calls for an arch with an "ensemble" entry."""
     member = {k: v for k, v in arch.items() if k != "ensemble"}
     return SISAEnsemble([build_model(member) for _ in range(int(arch["ensemble"]["shards"]))], arch)
+
+
+register_ensemble("sisa", build_ensemble)  # so build_model rebuilds a saved ensemble from its arch record
 
 
 @dataclass

@@ -56,4 +56,4 @@ def test_registered_method_returns_an_ensemble(make_ctx, digits):
     cfg = UnlearnConfig(sisa=SISAConfig(shards=2, slices=2))
     ctx = make_ctx(random_forget_ids(digits[0], n=5), train_cfg=_recipe(), cfg=cfg)
     out = run_method("sisa", ctx)
-    assert isinstance(out, SISAEnsemble) and out.arch["ensemble"] == {"shards": 2, "slices": 2}
+    assert isinstance(out, SISAEnsemble) and out.arch["ensemble"] == {"kind": "sisa", "shards": 2, "slices": 2}
