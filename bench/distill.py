@@ -67,7 +67,7 @@ def main() -> None:
         ways = {"ce": None, "kd_cached": make_loss(cfg, read_cache(cache, len(data), "cpu")),
                 "kd_online": make_loss(cfg, online(teacher))}
         times: dict[str, list[float]] = {name: [] for name in ways}
-        for name, loss in ways.items():
+        for loss in ways.values():
             epoch_seconds(cfg, data, arch, loss)  # warm-up: allocator, thread pool, caches
         for r in range(args.rounds):
             for name, loss in ways.items():
@@ -79,7 +79,8 @@ def main() -> None:
     # On a shared machine the minimum is the least disturbed epoch: printed as a cross-check.
     print(f"min-based: cached_vs_ce={best['kd_cached'] / best['ce']:.2f} "
           f"online_vs_cached={best['kd_online'] / best['kd_cached']:.2f}")
-    print(f"distill: cached_vs_ce={med['kd_cached'] / med['ce']:.2f} online_vs_cached={med['kd_online'] / med['kd_cached']:.2f}")
+    print(f"distill: cached_vs_ce={med['kd_cached'] / med['ce']:.2f} "
+          f"online_vs_cached={med['kd_online'] / med['kd_cached']:.2f}")
 
 
 if __name__ == "__main__":

@@ -73,7 +73,8 @@ def main() -> None:
         runs = [("scratch", "kd", None), ("random_teacher (kd)", "kd", random_table)]
         runs += [(name, name, cached) for name in sorted(LOSSES)]
         for label, loss, lookup in runs:
-            dcfg = DistillConfig(loss=loss, student=ModelConfig(dim=32, depth=1, heads=2, conv_channels=16, conv_kernel=5),
+            student = ModelConfig(dim=32, depth=1, heads=2, conv_channels=16, conv_kernel=5)
+            dcfg = DistillConfig(loss=loss, student=student,
                                  train=TrainConfig(epochs=args.epochs, batch_size=128),
                                  dkd_warmup_epochs=max(1, args.epochs // 3))
             rows.setdefault(label, []).append(student_run(dcfg, train, test, in_shape, seed, lookup, teacher))

@@ -2,7 +2,8 @@
 
 `python -m bench.unlearn`. Class forgetting (class 3) on digits, split as the pipeline splits
 it; the target is a dim-64, depth-2 model (MLP by default, `--arch cct` for the preset's
-CCT teacher) trained with its recipe (`--epochs`, 30 by default) on the training split. Retrain runs that same recipe (same epochs) on D_r; finetune, salun and ssd use
+CCT teacher) trained with its recipe (`--epochs`, 30 by default) on the training split. Retrain runs
+that same recipe (same epochs) on D_r; finetune, salun and ssd use
 their config defaults. SSD's per-request time excludes the full-data importance I_D, which the
 pipeline caches (per model, and per request order with the default reference importance); the
 time including I_D is printed too. Last line:
@@ -77,7 +78,8 @@ def main() -> None:
         models[name], seconds[name] = timed(name, ctx)
     models["ssd"], seconds["ssd"] = timed("ssd", ctx, full_importance=full_i)
     for name, s in seconds.items():
-        print(f"{name:9s} {s:8.2f}s  ratio {s / seconds['retrain']:.4f}  UA {100 * (1 - accuracy(models[name], ctx.forget)):6.2f}"
+        ua = 100 * (1 - accuracy(models[name], ctx.forget))
+        print(f"{name:9s} {s:8.2f}s  ratio {s / seconds['retrain']:.4f}  UA {ua:6.2f}"
               f"  RA {100 * accuracy(models[name], ctx.retain):6.2f}")
     with_i = seconds["ssd"] + importance_s
     print(f"ssd including I_D ({importance_s:.2f}s, once per model): {with_i:.2f}s, "

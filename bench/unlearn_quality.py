@@ -3,7 +3,8 @@
 `python -m bench.unlearn_quality [--seeds 0 1 2] [--arch mlp|cct]`. For each seed: digits split as
 the pipeline splits it, an original model trained with its recipe, then two requests:
 class-wise forgetting of class 3, and 10% random forgetting. Each method runs with its config
-defaults, except the LR of grad_ascent and salun and the alpha of ssd and lfssd, chosen per seed and request on the VALIDATION
+defaults, except the LR of grad_ascent and salun and the alpha of ssd and lfssd, chosen per seed and
+request on the VALIDATION
 split by the declared rule of `refinery.unlearn.selection` (Avg.Gap to retrain on a validation
 request drawn from the training split, val standing in for test); the reported forget set and
 the test split are only read for the final scores. Prints UA, RA, TA, MIA, Avg.Gap, seconds (means

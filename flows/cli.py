@@ -87,7 +87,8 @@ def check_request(root: Path, cfg: C.PipelineConfig) -> int:
 
     index_path = root / "data" / "prepared" / "index.parquet"
     if not index_path.exists():
-        raise ForgetRequestError(f"{index_path.relative_to(root)} not found: run `refinery run` once before a forget request")
+        raise ForgetRequestError(f"{index_path.relative_to(root)} not found: "
+                                 "run `refinery run` once before a forget request")
     index = read_table(index_path)
     f = cfg.forget
     ids = read_ids_file(root / f.ids_file) if f.mode == "ids" else None
@@ -181,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="serve the Prefect UI over this project's runs")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=4200)
-    serve = sub.add_parser("serve", help="serve the nightly flow (pull, rerun what changed, push) as a scheduled Prefect deployment")
+    serve = sub.add_parser("serve", help="serve the nightly flow (pull, rerun what changed, push) "
+                                          "as a scheduled Prefect deployment")
     serve.add_argument("--cron", help='a cron schedule, e.g. "0 3 * * *"')
     serve.add_argument("--interval", type=float, metavar="SECONDS", help="or run every SECONDS")
     serve.add_argument("--name", default="nightly")

@@ -44,7 +44,8 @@ def dvc(root: Path, *args: str) -> str:
     with concurrency(DVC_LIMIT, occupy=1, strict=True):
         proc = subprocess.run([exe, *args], cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        raise RuntimeError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n"
+                           f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     return proc.stdout
 
 

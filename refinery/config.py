@@ -11,16 +11,35 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
     """A config problem, described in one line that names the key."""
+
+
+def registered(module: str, registry: str, what: str) -> Any:
+    """A name that must be registered in `module.registry` (a method's file registers it). The
+    registry is the one list of names; it is imported only when a config is validated."""
+    def check(value: str) -> str:
+        names = getattr(importlib.import_module(module), registry)
+        if value not in names:
+            raise ValueError(f"unknown {what}; registered: {', '.join(repr(n) for n in sorted(names))}")
+        return value
+    return Annotated[str, AfterValidator(check)]
+
+
+SourceName = registered("refinery.data.sources", "SOURCES", "data source")
+BackboneName = registered("refinery.models", "BACKBONES", "backbone")
+LossName = registered("refinery.distill", "LOSSES", "distillation loss")
+UnlearnMethod = registered("refinery.unlearn.base", "METHODS", "unlearning method")
+RecipeName = registered("refinery.upcycle", "RECIPES", "upcycling recipe")
 
 
 class Strict(BaseModel):
@@ -35,7 +54,7 @@ PUBLISHED_SOURCES = ("mnist1d", "cifar10", "cifar100", "npz")  # npz: when it ho
 class DataConfig(Strict):
     """Built-in sources (digits, mnist1d) or user data read from `path` (see refinery/data/)."""
 
-    source: Literal["digits", "mnist1d", "cifar10", "cifar100", "imagefolder", "parquet", "npz"] = "digits"
+    source: SourceName = "digits"
     n_samples: int = Field(5000, ge=100, le=1_000_000, description="mnist1d only: samples to generate")
     split: Literal["stratified", "published"] = Field(
         "stratified", description="published: the source's own train/test split; val comes from train")
@@ -50,7 +69,7 @@ class DataConfig(Strict):
         "changed files rerun prepare (DVC sees a changed param); leave it to refinery"))
 
     @model_validator(mode="after")
-    def _source_settings_fit(self) -> "DataConfig":
+    def _source_settings_fit(self) -> DataConfig:
         if self.split == "published" and self.source not in PUBLISHED_SOURCES:
             raise ValueError(f"data.split 'published' exists only for sources {', '.join(PUBLISHED_SOURCES)}")
         if self.source in FILE_SOURCES and not self.path:
@@ -71,7 +90,7 @@ class ForgetConfig(Strict):
                                            "drops them from the training split, so every stage reruns")
 
     @model_validator(mode="after")
-    def _request_is_complete(self) -> "ForgetConfig":
+    def _request_is_complete(self) -> ForgetConfig:
         if self.mode == "ids" and not self.ids_file:
             raise ValueError("forget.ids_file must be set when forget.mode is 'ids'")
         if self.mode == "classes" and not self.classes:
@@ -84,7 +103,7 @@ class ModelConfig(Strict):
     """cct (2-D or 1-D inputs), mlp, or the CIFAR ResNets resnet8x4 / resnet32x4 (which use no
     transformer fields; their widths are fixed by the name, and they have no FFN to upcycle)."""
 
-    arch: Literal["cct", "mlp", "resnet8x4", "resnet32x4"] = "cct"
+    arch: BackboneName = "cct"
     dim: int = Field(64, ge=4, le=4096)
     depth: int = Field(2, ge=1, le=48)
     heads: int = Field(2, ge=1, le=64)
@@ -95,7 +114,7 @@ class ModelConfig(Strict):
     gated_attention: bool = Field(False, description="cct: sigmoid output gate after SDPA (Gated Attention)")
 
     @model_validator(mode="after")
-    def _heads_divide_dim(self) -> "ModelConfig":
+    def _heads_divide_dim(self) -> ModelConfig:
         if self.arch == "cct" and self.dim % self.heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
         return self
@@ -138,7 +157,7 @@ class UpcycleConfig(Strict):
     Defaults follow each recipe's reference code; the keys that depart from it are named in the
     recipe's docstring (refinery/upcycle/<recipe>.py)."""
 
-    recipe: Literal["sparse", "dmu", "moepp", "mola", "phatgoose"] = "sparse"
+    recipe: RecipeName = "sparse"
     num_experts: int = Field(4, ge=1, le=256)
     top_k: int = Field(2, ge=1, le=256)
     aux_coef: float = Field(1e-2, ge=0.0)
@@ -171,7 +190,7 @@ class UpcycleConfig(Strict):
         "same teacher; the report tabulates them against the dense teacher (minutes: one run per variant)"))
 
     @model_validator(mode="after")
-    def _k_at_most_e(self) -> "UpcycleConfig":
+    def _k_at_most_e(self) -> UpcycleConfig:
         if self.recipe == "mola":
             if not self.mola_experts or self.top_k > min(self.mola_experts):
                 raise ValueError(f"top_k ({self.top_k}) must be <= every mola_experts count ({self.mola_experts})")
@@ -195,7 +214,7 @@ class DistillConfig(Strict):
     formulas are in each loss's docstring (refinery/distill/<loss>.py).
     """
 
-    loss: Literal["kd", "dkd", "sinkhorn", "dual_head", "pld", "multi_teacher"] = "kd"
+    loss: LossName = "kd"
     teacher: Literal["teacher", "upcycle"] = "upcycle"
     temperature: float = Field(4.0, gt=0.0, le=100.0)
     alpha: float = Field(0.9, ge=0.0, le=1.0)
@@ -220,7 +239,7 @@ class DistillConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     @model_validator(mode="after")
-    def _multi_teacher_needs_experts(self) -> "DistillConfig":
+    def _multi_teacher_needs_experts(self) -> DistillConfig:
         if self.loss == "multi_teacher" and self.teacher != "upcycle":
             raise ValueError("distill.loss 'multi_teacher' distils the experts of the upcycled MoE; "
                              "it needs distill.teacher 'upcycle'")
@@ -259,7 +278,8 @@ class RandomLabelConfig(Strict):
 
     epochs: int = Field(10, ge=1, le=1000)
     lr: float = Field(0.013, gt=0.0, le=10.0)
-    lr_grid: list[float] = Field(default_factory=lambda: [0.004, 0.013, 0.04], description="unlearn.select_lr candidates")
+    lr_grid: list[float] = Field(default_factory=lambda: [0.004, 0.013, 0.04],
+                                 description="unlearn.select_lr candidates")
     batch_size: int = Field(256, ge=1, le=65_536)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0, le=10.0)
@@ -292,7 +312,6 @@ class SISAConfig(Strict):
     slices: int = Field(4, ge=1, le=256)
 
 
-UnlearnMethod = Literal["retrain", "finetune", "ssd", "grad_ascent", "random_label", "salun", "lfssd", "sisa"]
 
 
 class UnlearnConfig(Strict):
@@ -312,7 +331,7 @@ class UnlearnConfig(Strict):
         "recorded under 'selection' in data/unlearn/metrics.json"))
 
     @model_validator(mode="after")
-    def _methods_are_distinct(self) -> "UnlearnConfig":
+    def _methods_are_distinct(self) -> UnlearnConfig:
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"unlearn.methods has duplicates: {self.methods}")
         if "retrain" not in self.methods:

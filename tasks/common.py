@@ -33,7 +33,7 @@ class Workspace:
     root: Path
 
     @classmethod
-    def here(cls) -> "Workspace":
+    def here(cls) -> Workspace:
         return cls(find_root())
 
     @property

@@ -62,7 +62,8 @@ def distill(ws: Workspace) -> None:
     data = load_prepared(arrays)
     device = pick_device(cfg.device)
     teacher, teacher_arch = load_model(teacher_path, device)
-    cache.write_cache(out / "teacher_logits.zarr", teacher_table(teacher, data, device), data.train.ids, cfg.distill.teacher)
+    cache.write_cache(out / "teacher_logits.zarr", teacher_table(teacher, data, device), data.train.ids,
+                      cfg.distill.teacher)
     num_samples = len(data.train) + len(data.val) + len(data.test)
     # Training reads the cache (augmentation is off, so the teacher's logits never change).
     lookups = {"student": cached_teacher(out / "teacher_logits.zarr", num_samples, device), "scratch": None,
@@ -75,7 +76,8 @@ def distill(ws: Workspace) -> None:
         source = {"scratch": None, "random_teacher": "untrained"}.get(run, cfg.distill.teacher)
         save_model(out / f"{run}.zarr", models[run], arch,
                    extra={"loss": cfg.distill.loss if source else "scratch", "teacher": source})
-    write_history(out / "history.parquet", {f"student ({cfg.distill.loss})": runs["student"], "scratch": runs["scratch"],
+    write_history(out / "history.parquet", {f"student ({cfg.distill.loss})": runs["student"],
+                                            "scratch": runs["scratch"],
                                             f"random_teacher ({cfg.distill.loss})": runs["random_teacher"]})
     metrics = {run: {"test_acc": accuracy(models[run], test), "agreement": agreement(models[run], teacher, test),
                      "train_seconds": runs[run].seconds} for run in RUNS}

@@ -71,7 +71,7 @@ def claim_device(root: Path, count: int, poll: float = 0.5) -> Iterator[int]:
     folder.mkdir(parents=True, exist_ok=True)
     while True:
         for index in range(count):
-            handle = open(folder / f"{index}.lock", "a+")
+            handle = open(folder / f"{index}.lock", "a+")  # noqa: SIM115  held until released
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

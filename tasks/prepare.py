@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from refinery.data import SPLIT_NAMES, TRAIN, DataSourceError, load_source, read_ids_file, resolve_request, stratified_split
+from refinery.data import (SPLIT_NAMES, TRAIN, DataSourceError, load_source, read_ids_file, resolve_request,
+                           stratified_split)
 from refinery.data.forget import FORGOTTEN
 from refinery.store import write_arrays, write_table
 

@@ -155,7 +155,8 @@ def unlearn(ws: Workspace) -> None:
     results, per_sample, audits = {}, [], []
     base_scores, base_conf = score(ctx.model, ctx, data.test, cfg.seed)
     results["original"] = dict(base_scores, seconds=0.0)
-    per_sample.append(pd.DataFrame({"method": "original", "sample_id": ctx.forget.ids.numpy(), "confidence": base_conf}))
+    per_sample.append(pd.DataFrame({"method": "original", "sample_id": ctx.forget.ids.numpy(),
+                                    "confidence": base_conf}))
     original_forget_acc = accuracy(ctx.model, ctx.forget)
     models = {"original": ctx.model}
     # retrain first: every gap is measured against it
@@ -173,7 +174,7 @@ def unlearn(ws: Workspace) -> None:
             arch = model.arch if isinstance(model, SISAEnsemble) else ctx.arch  # SISA: its ensemble record
             save_model(models_dir / f"{name}.zarr", model, arch, extra={"method": name})
             models[name] = model
-    for name, res in results.items():
+    for res in results.values():
         res["gap"] = avg_gap(res, results["retrain"])
     if cfg.unlearn.audit and len(ctx.forget):
         for name, model in models.items():

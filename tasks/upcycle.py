@@ -33,7 +33,8 @@ def expert_stats(model, x) -> pd.DataFrame:
         rows.append({"layer": i, "load": s["load"], "load_cv": s["load_cv"],
                      "router_entropy": s["router_entropy"], "drop_rate": s["drop_rate"],
                      "ffn_experts_per_token": s["ffn_experts_per_token"],
-                     "next_affinity": nxt.get("affinity", math.nan), "next_affinity_baseline": nxt.get("baseline", math.nan)})
+                     "next_affinity": nxt.get("affinity", math.nan),
+                     "next_affinity_baseline": nxt.get("baseline", math.nan)})
     for layer in layers:
         layer.reset_stats(track=False)
     return pd.DataFrame(rows)
@@ -97,7 +98,8 @@ def compare_recipes(cfg: UpcycleConfig, data, dense, dense_arch, seed: int, trai
 
 def upcycle(ws: Workspace) -> None:
     cfg = ws.config()
-    out, arrays, dense_path = ws.stage_dir("upcycle"), ws.stage_dir("prepare") / "arrays.zarr", ws.stage_dir("teacher") / "model.zarr"
+    out, arrays = ws.stage_dir("upcycle"), ws.stage_dir("prepare") / "arrays.zarr"
+    dense_path = ws.stage_dir("teacher") / "model.zarr"
     data = load_prepared(arrays)
     device = pick_device(cfg.device)
     dense, dense_arch = load_model(dense_path, device)

@@ -33,7 +33,7 @@ def prefect_api(tmp_path_factory) -> str:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false")
-    log = open(home / "server.log", "w")
+    log = open(home / "server.log", "w")  # noqa: SIM115  the server writes it until the session ends
     server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/api"
@@ -44,7 +44,7 @@ def prefect_api(tmp_path_factory) -> str:
             break
         except OSError:
             if server.poll() is not None:
-                raise RuntimeError(f"Prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(f"Prefect server exited: {(home / 'server.log').read_text()[-2000:]}") from None
             time.sleep(0.5)
     else:
         server.kill()

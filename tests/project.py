@@ -44,7 +44,8 @@ def run(project: Path, *args: str, check: bool = True) -> subprocess.CompletedPr
     proc = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=project, env=env, capture_output=True, text=True,
                           timeout=600)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
 
 

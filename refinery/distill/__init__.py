@@ -55,7 +55,7 @@ class TeacherTable:
 
     @classmethod
     def from_rows(cls, ids: torch.Tensor, logits: torch.Tensor, expert_logits: torch.Tensor | None,
-                  num_samples: int, device) -> "TeacherTable":
+                  num_samples: int, device) -> TeacherTable:
         def table(rows: torch.Tensor) -> torch.Tensor:
             out = torch.full((num_samples, *rows.shape[1:]), float("nan"))
             out[ids.long()] = rows.float()

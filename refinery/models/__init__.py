@@ -92,5 +92,6 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["BACKBONES", "ENSEMBLES", "register_ensemble", "CCT", "MLP", "MoE", "attach_moe", "blocks_of", "build_model", "count_params",
+__all__ = ["BACKBONES", "ENSEMBLES", "register_ensemble", "CCT", "MLP", "MoE", "attach_moe", "blocks_of", "build_model",
+           "count_params",
            "make_arch", "moe_layers", "routed_aux_loss", "routed_layers", "Routed"]

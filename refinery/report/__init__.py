@@ -25,6 +25,7 @@ def render_report(inputs: ReportInputs) -> tuple[str, str]:
     return render_markdown(report), render_html(report, render_figures(inputs))
 
 
-__all__ = ["Figure", "Report", "ReportInputs", "SUMMARY_COLUMNS", "Section", "Table", "accuracy_verdict", "build_report",
+__all__ = ["Figure", "Report", "ReportInputs", "SUMMARY_COLUMNS", "Section", "Table", "accuracy_verdict",
+           "build_report",
            "compare_accuracy", "format_cell", "model_stage", "pareto_models", "plot_files", "render_html",
            "render_markdown", "render_report", "summary_rows", "write_plot_data"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 # How each known column is printed; anything else falls back to `_default_format`.
 FORMATS: dict[str, str] = {
@@ -77,7 +77,7 @@ class Figure:
     caption: str
 
 
-Block = Union[str, Table, Figure]
+Block = str | Table | Figure
 
 
 @dataclass

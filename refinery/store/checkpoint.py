@@ -2,7 +2,8 @@
 
 Attrs hold the architecture config, the dtype and shape of each tensor, the training step, and
 the group's sha256 content hash (written and checked by `store.arrays`), so a flipped byte is
-caught before a model is built from it; a checkpoint without that hash is refused. bfloat16 has no Zarr dtype, so its raw bits are stored as uint16.
+caught before a model is built from it; a checkpoint without that hash is refused. bfloat16 has no
+Zarr dtype, so its raw bits are stored as uint16.
 """
 from __future__ import annotations
 

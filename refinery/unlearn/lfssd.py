@@ -24,7 +24,7 @@ from torch import nn
 
 from ..data.dataset import Arrays
 from .base import UnlearnContext, register
-from .ssd import Importance, dampened_copy, gradient_importance, per_sample_importance
+from .ssd import IMPORTANCE, Importance, dampened_copy, gradient_importance, per_sample_importance
 
 
 def squared_output_norm(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -41,6 +41,9 @@ def lfssd_importance(model: nn.Module, data: Arrays, mode: str, batch_size: int)
     if mode == "per_sample":
         return per_sample_importance(model, data, squared_output_norm, power=1)
     return lf_importance(model, data, batch_size)
+
+
+IMPORTANCE["lfssd"] = lfssd_importance
 
 
 @register("lfssd")

@@ -236,13 +236,14 @@ def importance_inputs(ctx: UnlearnContext, method: str = "ssd") -> tuple[Arrays,
     return full, forget, cfg.importance, batch
 
 
+# I_D of each dampening method, by method name (lfssd.py adds its own), for callers that cache it.
+IMPORTANCE: dict[str, Callable[[nn.Module, Arrays, str, int], Importance]] = {"ssd": ssd_importance}
+
+
 def full_importance(ctx: UnlearnContext, method: str = "ssd") -> Importance:
     """I_D as `ssd` / `lfssd` compute it for `ctx` (for callers that cache it)."""
-    from .lfssd import lfssd_importance
-
     full, _, mode, batch = importance_inputs(ctx, method)
-    fn = ssd_importance if method == "ssd" else lfssd_importance
-    return fn(ctx.model, full, mode, batch)
+    return IMPORTANCE[method](ctx.model, full, mode, batch)
 
 
 @register("ssd")

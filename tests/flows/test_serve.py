@@ -41,7 +41,7 @@ def test_served_deployment_runs_on_schedule(prefect_api, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_API_URL=prefect_api, PREFECT_HOME=str(tmp_path / ".prefect"),
                PREFECT_RUNNER_POLL_FREQUENCY="2", PATH=f"{BIN}{os.pathsep}{env['PATH']}")
-    log = open(tmp_path / "serve.log", "w")
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115  the served process writes it
     serve = subprocess.Popen([str(BIN / "refinery"), "serve", "--interval", "5", "--name", "toy-nightly"],
                              cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     started = time.time()
@@ -66,4 +66,5 @@ def test_served_deployment_runs_on_schedule(prefect_api, tmp_path):
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[done[0].id])),
                                       sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=50)
     assert deployment.parameters == {"root": str(project)}
-    assert {"dvc-pull", "forget-requests", "dvc-push"} <= {t.name.rsplit("-", 1)[0] for t in tasks if t.state and t.state.is_completed()}
+    done = {t.name.rsplit("-", 1)[0] for t in tasks if t.state and t.state.is_completed()}
+    assert {"dvc-pull", "forget-requests", "dvc-push"} <= done

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from refinery import config as C
-from refinery.data import DataSourceError, TEST, load_prepared
+from refinery.data import DataSourceError, load_prepared
 from tasks.common import Workspace
 from tasks.prepare import prepare
 

@@ -8,7 +8,8 @@ from refinery.distill import TeacherTable
 from refinery.models import build_model, make_arch
 
 
-def logits(b: int = 16, c: int = 10, seed: int = 0, scale: float = 3.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def logits(b: int = 16, c: int = 10, seed: int = 0,
+           scale: float = 3.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(b, c, generator=g) * scale, torch.randn(b, c, generator=g) * scale,
             torch.randint(0, c, (b,), generator=g))

@@ -23,7 +23,8 @@ def test_binary_kl_norm_matches_the_formula_summed_over_classes():
     """Per entry KL(Bern(1/2) || Bern(q)) = 1/2 log(1/2 / q) + 1/2 log(1/2 / (1 - q)), q =
     sigmoid((a - t) / T); summed over the classes, averaged over the samples."""
     g = torch.Generator().manual_seed(3)
-    a, t = torch.randn(5, 7, generator=g, dtype=torch.float64) * 3, torch.randn(5, 7, generator=g, dtype=torch.float64) * 3
+    a = torch.randn(5, 7, generator=g, dtype=torch.float64) * 3
+    t = torch.randn(5, 7, generator=g, dtype=torch.float64) * 3
     q = torch.sigmoid((a - t) / 2.0)
     per_entry = 0.5 * torch.log(0.5 / q) + 0.5 * torch.log(0.5 / (1 - q))
     assert float(binary_kl_norm(a, t, 2.0)) == pytest.approx(float(per_entry.sum() / 5), rel=1e-12)
@@ -34,7 +35,8 @@ def test_duplicating_the_classes_doubles_the_loss():
     """Summed over classes: C -> 2C with every class repeated doubles it (a mean would not)."""
     a, t = torch.randn(6, 10), torch.randn(6, 10)
     single = binary_kl_norm(a, t, 2.0)
-    assert float(binary_kl_norm(torch.cat([a, a], 1), torch.cat([t, t], 1), 2.0)) == pytest.approx(2 * float(single), rel=1e-5)
+    doubled = binary_kl_norm(torch.cat([a, a], 1), torch.cat([t, t], 1), 2.0)
+    assert float(doubled) == pytest.approx(2 * float(single), rel=1e-5)
     # and doubling the batch the same way does not change it (mean over samples)
     assert float(binary_kl_norm(torch.cat([a, a]), torch.cat([t, t]), 2.0)) == pytest.approx(float(single), rel=1e-5)
 

@@ -79,7 +79,8 @@ def specialised_experts(num_experts=3, classes=4, n=480, seed=0):
         region = torch.randint(0, num_experts, (count,), generator=g)
         feats = torch.randn(count, 60, generator=g)
         x = torch.cat([F.one_hot(region, num_experts) * 3.0, torch.zeros(count, 1), feats], 1)
-        return Arrays(x.view(count, 1, 8, 8), (feats @ prototypes.T).argmax(1), torch.arange(first_id, first_id + count)), region
+        ids = torch.arange(first_id, first_id + count)
+        return Arrays(x.view(count, 1, 8, 8), (feats @ prototypes.T).argmax(1), ids), region
 
     train, region = split(n, 0)
     test, _ = split(n, n)

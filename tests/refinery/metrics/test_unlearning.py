@@ -18,7 +18,8 @@ PUBLISHED = {  # method: (scores, published Avg.Gap)
 }
 
 
-def confident_logits(n: int, classes: int, correct_frac: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def confident_logits(n: int, classes: int, correct_frac: float,
+                     gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     y = torch.randint(0, classes, (n,), generator=gen)
     logits = torch.randn(n, classes, generator=gen)
     right = torch.rand(n, generator=gen) < correct_frac

@@ -11,7 +11,8 @@ from refinery.store import (ArtifactError, atomic_path, load_checkpoint, read_ar
 def tensors():
     g = torch.Generator().manual_seed(0)
     return {"layer.weight": torch.randn(7, 5, generator=g), "layer.bias": torch.randn(5, generator=g).double(),
-            "half": torch.randn(3, generator=g).bfloat16(), "count": torch.tensor(42), "mask": torch.tensor([True, False])}
+            "half": torch.randn(3, generator=g).bfloat16(), "count": torch.tensor(42),
+            "mask": torch.tensor([True, False])}
 
 
 def bits(t: torch.Tensor) -> bytes:

@@ -5,7 +5,7 @@ from refinery.train import accuracy
 from refinery.unlearn import run_method
 from refinery.unlearn.selection import select_on_val
 
-from .helpers import IdRecorder, class_forget_ids
+from .helpers import class_forget_ids
 
 
 def test_grad_ascent_trains_only_on_the_forget_set_and_raises_its_loss(make_ctx, digits):

@@ -3,7 +3,7 @@ import copy
 import numpy as np
 import torch
 
-from refinery.config import RandomLabelConfig, SalUnConfig, TrainConfig, UnlearnConfig
+from refinery.config import RandomLabelConfig, SalUnConfig, UnlearnConfig
 from refinery.train import Hooks, accuracy, cross_entropy_loss, fit
 from refinery.unlearn import random_label as rl
 from refinery.unlearn import run_method
