@@ -28,6 +28,7 @@ class Stage:
     params: tuple[str, ...]               # params.yaml keys read
     metrics: tuple[str, ...] = ()         # DVC metrics files (not cached)
     uncached: tuple[str, ...] = ()        # outputs DVC tracks but does not cache (plot CSVs)
+    timed: tuple[str, ...] = ()           # outputs that record wall-clock times (differ run to run)
     gpu: bool = False                     # holds a device slot while it runs
     manifest_params: tuple[str, ...] = field(default=())  # params in the manifest (default: params)
 
@@ -43,6 +44,11 @@ class Stage:
     def recorded_params(self) -> tuple[str, ...]:
         return self.manifest_params or self.params
 
+    @property
+    def reproducible_outs(self) -> tuple[str, ...]:
+        """The outputs a rerun with the same seed must reproduce bit for bit."""
+        return tuple(o for o in self.outs if o != self.manifest and o not in self.timed)
+
 
 P, T, U, D, N, R = "data/prepared", "data/teacher", "data/upcycle", "data/distill", "data/unlearn", "data/reports"
 
@@ -50,16 +56,16 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("prepare", deps=(), params=("seed", "data", "forget"),
           outs=(f"{P}/arrays.zarr", f"{P}/index.parquet", f"{P}/forget.parquet", f"{P}/manifest.json")),
     Stage("teacher", deps=(f"{P}/arrays.zarr",), params=("seed", "device", "teacher"), gpu=True,
-          outs=(f"{T}/model.zarr", f"{T}/history.parquet", f"{T}/manifest.json"),
+          outs=(f"{T}/model.zarr", f"{T}/history.parquet", f"{T}/manifest.json"), timed=(f"{T}/history.parquet",),
           metrics=(f"{T}/metrics.json",), manifest_params=("seed", "teacher")),
     Stage("upcycle", deps=(f"{P}/arrays.zarr", f"{T}/model.zarr"), params=("seed", "device", "upcycle"), gpu=True,
           outs=(f"{U}/model.zarr", f"{U}/history.parquet", f"{U}/experts.parquet", f"{U}/recipes.parquet",
-                f"{U}/manifest.json"),
+                f"{U}/manifest.json"), timed=(f"{U}/history.parquet",),
           metrics=(f"{U}/metrics.json",), manifest_params=("seed", "upcycle")),
     Stage("distill", deps=(f"{P}/arrays.zarr", f"{T}/model.zarr", f"{U}/model.zarr"),
           params=("seed", "device", "distill"), gpu=True,
           outs=(f"{D}/teacher_logits.zarr", f"{D}/student.zarr", f"{D}/scratch.zarr", f"{D}/random_teacher.zarr",
-                f"{D}/history.parquet", f"{D}/manifest.json"),
+                f"{D}/history.parquet", f"{D}/manifest.json"), timed=(f"{D}/history.parquet",),
           metrics=(f"{D}/metrics.json",), manifest_params=("seed", "distill")),
     Stage("unlearn", deps=(f"{P}/arrays.zarr", f"{P}/forget.parquet", f"{T}/model.zarr", f"{U}/model.zarr",
                            f"{D}/student.zarr", f"{D}/teacher_logits.zarr"),
@@ -73,6 +79,7 @@ PIPELINE: tuple[Stage, ...] = (
         f"{P}/manifest.json", f"{T}/manifest.json", f"{U}/manifest.json", f"{D}/manifest.json", f"{N}/manifest.json"),
           params=("evaluate",),
           outs=(f"{R}/report.md", f"{R}/report.html", f"{R}/manifest.json"),
+          timed=(f"{R}/report.md", f"{R}/report.html"),
           uncached=(f"{R}/plots",), metrics=(f"{R}/metrics.json",)),
 )
 

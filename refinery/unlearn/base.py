@@ -40,6 +40,7 @@ class UnlearnContext:
         from ..distill import attached
 
         loss = self.loss()
+        torch.manual_seed(self.seed)  # a loss's own parts (an auxiliary head) start the same in every method
         with attached(model, loss):
             fit(model, data, cfg, seed=self.seed, hooks=Hooks(loss=loss, on_epoch=self.on_epoch),
                 params=model.parameters(), desc=desc)
