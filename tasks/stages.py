@@ -148,7 +148,8 @@ def code_deps(name: str, root: Path = ROOT) -> list[str]:
 # --------------------------------------------------------------------------- dvc.yaml
 HEADER = """\
 # Written by `python -m tasks.stages` from tasks/stages.py: edit that file, not this one.
-# Each stage runs as a Prefect flow through `refinery stage NAME`; `refinery run` walks the
+# Each stage runs as a Prefect flow through `bin/refinery stage NAME` (the project's own
+# interpreter, so no PATH is needed: a DVC queue and a worker run it too); `refinery run` walks the
 # same graph in one flow and leaves the same dvc.lock. A stage's code deps are every project
 # file its task module imports, so an edit reruns exactly the stages that run that file.
 """
@@ -171,7 +172,7 @@ PLOTS = [
 
 
 def dvc_stage(s: Stage, root: Path = ROOT) -> dict:
-    out: dict = {"cmd": f"refinery stage {s.name}", "deps": [*s.deps, *code_deps(s.name, root)],
+    out: dict = {"cmd": f"bin/refinery stage {s.name}", "deps": [*s.deps, *code_deps(s.name, root)],
                  "params": list(s.params), "outs": [*s.outs, *({u: {"cache": False}} for u in s.uncached)]}
     if s.metrics:
         out["metrics"] = [{m: {"cache": False}} for m in s.metrics]

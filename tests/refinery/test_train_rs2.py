@@ -1,4 +1,6 @@
 """RS2 sampling, Multi-Sample Dropout and augmentation: the recipe options of the one loop."""
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -34,13 +36,39 @@ def recorder():
     return seen, Hooks(loss=loss)
 
 
-def test_fraction_one_is_the_full_data_shuffle_bit_for_bit():
+def plain_loop(cfg: TrainConfig, seed: int = 3):
+    """Full-data training written out by hand (what the loop did before RS2): a fresh shuffle per
+    epoch, the scheduled LR per step, label-smoothed CE, clipping, torch's own AdamW."""
+    torch.manual_seed(0)
+    model, data = build_model(ARCH), toy_data()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = math.ceil(len(data) / cfg.batch_size)
+    for epoch in range(cfg.epochs):
+        model.train()
+        torch.manual_seed(epoch_seed(seed, epoch))
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
+        for step in range(steps):
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * lr_factor(cfg.schedule, (epoch * steps + step) / (cfg.epochs * steps))
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            loss = F.cross_entropy(model(data.x[idx]), data.y[idx], label_smoothing=cfg.label_smoothing)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+    return model
+
+
+def test_fraction_one_reproduces_plain_full_data_training():
     for epoch in range(3):  # the shuffle the loop used before RS2 existed
         before = torch.randperm(96, generator=torch.Generator().manual_seed(epoch_seed(3, epoch)))
         assert torch.equal(epoch_indices(96, 1.0, 3, epoch), before)
-    full, _ = run(TrainConfig(epochs=3, batch_size=16, lr=1e-2))
-    rs2, _ = run(TrainConfig(epochs=3, batch_size=16, lr=1e-2, subset_fraction=1.0))
-    assert all(torch.equal(a, b) for a, b in zip(full.state_dict().values(), rs2.state_dict().values()))
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=1e-2, subset_fraction=1.0)
+    rs2, _ = run(cfg)
+    plain = plain_loop(cfg)
+    # the fused AdamW kernel and torch's per-tensor loop round differently in the last bits
+    for name, value in plain.state_dict().items():
+        assert torch.allclose(rs2.state_dict()[name], value, atol=1e-5), name
 
 
 def test_subsets_cover_the_data_without_replacement_and_are_seed_exact():
