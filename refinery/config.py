@@ -56,8 +56,10 @@ class DataConfig(Strict):
 
     source: SourceName = "digits"
     n_samples: int = Field(5000, ge=100, le=1_000_000, description="mnist1d only: samples to generate")
-    split: Literal["stratified", "published"] = Field(
-        "stratified", description="published: the source's own train/test split; val comes from train")
+    split: Literal["auto", "stratified", "published"] = Field(
+        "auto", description="auto: the source's own test split where it has one (CIFAR's test batch, an npz's "
+        "x_test/y_test, MNIST-1D), else stratified; published: require the source's split; stratified: carve "
+        "the test set from every sample. val always comes from train")
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
     path: str | None = Field(None, description="user sources: file or folder, relative to the project root")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from refinery.data import (SPLIT_NAMES, TRAIN, DataSourceError, load_source, read_ids_file, resolve_request,
+from refinery.data import (SPLIT_NAMES, TRAIN, choose_test_split, load_source, read_ids_file, resolve_request,
                            stratified_split)
 from refinery.data.forget import FORGOTTEN
 from refinery.store import write_arrays, write_table
@@ -19,10 +19,8 @@ def prepare(ws: Workspace) -> None:
     source = load_source(d.source, n_samples=d.n_samples, path=ws.root / d.path if d.path else None,
                          resize=tuple(d.resize) if d.resize else None,
                          image_column=d.image_column, label_column=d.label_column)
-    if d.split == "published" and source.published_test is None:
-        raise DataSourceError(f"{d.path}: data.split 'published' needs a test split in the file (x_test, y_test)")
-    split = stratified_split(source.y, cfg.data.val_fraction, cfg.data.test_fraction, cfg.seed,
-                             source.published_test if cfg.data.split == "published" else None)
+    split_used, published_test = choose_test_split(d.split, source.published_test, d.path or d.source)
+    split = stratified_split(source.y, cfg.data.val_fraction, cfg.data.test_fraction, cfg.seed, published_test)
     f = cfg.forget
     ids = read_ids_file(ws.root / f.ids_file) if f.mode == "ids" else None
     forget_ids = resolve_request(f.mode, y=source.y, train_mask=split == TRAIN, seed=cfg.seed,
@@ -30,7 +28,8 @@ def prepare(ws: Workspace) -> None:
     sample_id = np.arange(len(source.y), dtype=np.int64)
     # arrays.zarr holds only what training needs, so a new forget request leaves it (and every
     # stage that reads only it) unchanged.
-    attrs = {"source": cfg.data.source, "num_classes": source.num_classes, "in_shape": list(source.x.shape[1:])}
+    attrs = {"source": cfg.data.source, "num_classes": source.num_classes, "in_shape": list(source.x.shape[1:]),
+             "split": split_used}
     trained_on = split
     if f.exact:  # exact request: D_f leaves the training split, so every stage downstream reruns without it
         trained_on = split.copy()

@@ -3,7 +3,7 @@ from .dataset import Arrays, load_prepared
 from .forget import ForgetRequestError, read_ids_file, resolve_request
 from .base import DataSourceError, fingerprint
 from .sources import SOURCES, Source, load_source
-from .splits import SPLIT_NAMES, TEST, TRAIN, VAL, stratified_split
+from .splits import SPLIT_MODES, SPLIT_NAMES, TEST, TRAIN, VAL, choose_test_split, stratified_split
 
-__all__ = ["Arrays", "DataSourceError", "ForgetRequestError", "SOURCES", "fingerprint", "SPLIT_NAMES", "Source", "TEST", "TRAIN", "VAL",
-           "load_prepared", "load_source", "read_ids_file", "resolve_request", "stratified_split"]
+__all__ = ["Arrays", "DataSourceError", "ForgetRequestError", "SOURCES", "fingerprint", "SPLIT_MODES", "SPLIT_NAMES", "Source", "TEST", "TRAIN", "VAL",
+           "choose_test_split", "load_prepared", "load_source", "read_ids_file", "resolve_request", "stratified_split"]
