@@ -1,6 +1,7 @@
 """CSV files for DVC plots (data/reports/plots/), declared under `plots:` in dvc.yaml.
 
-    history/<stage>[-<run>].csv    epoch, loss, val_acc, lr, seconds   training curve per stage and run
+    history/<stage>[-<role>].csv   epoch, loss, val_acc, lr, seconds, run   training curve per stage and run,
+                                   named by the run's role (distill-student.csv), not its loss
     reliability/<model>.csv        bin, lo, hi, confidence, accuracy, count   reliability diagram per model
     frontier.csv                   model, test_acc, flops_per_sample, latency_ms, ...   accuracy vs cost
     unlearning.csv                 method, UA, RA, TA, MIA, gap, seconds   unlearning bars
@@ -19,7 +20,7 @@ from pathlib import Path
 from ..store import atomic_path
 from .document import ReportInputs
 
-HISTORY_FIELDS = ["epoch", "loss", "val_acc", "lr", "seconds"]
+HISTORY_FIELDS = ["epoch", "loss", "val_acc", "lr", "seconds", "run"]
 RELIABILITY_FIELDS = ["bin", "lo", "hi", "confidence", "accuracy", "count"]
 FRONTIER_FIELDS = ["model", "test_acc", "nll", "ece", "params", "active_params", "flops_per_sample", "latency_ms",
                    "throughput"]
@@ -42,13 +43,24 @@ def to_csv(rows: list[dict], fields: list[str]) -> str:
     return buffer.getvalue()
 
 
+def run_role(run: str) -> str:
+    """What a run is, without what it was trained with: 'student (kd)' -> 'student'."""
+    return re.sub(r"\s*\([^)]*\)\s*$", "", str(run)) or str(run)
+
+
 def history_csvs(histories: dict[str, list[dict]]) -> dict[str, str]:
-    """One CSV per (stage, run); a run named like its stage gets just the stage's name."""
+    """One CSV per (stage, run), named by the run's role, so `dvc plots diff` lines up the student
+    of a `kd` run with the student of a `dkd` run; the `run` column keeps the full name. A run
+    named like its stage gets just the stage's name."""
     files = {}
     for stage, rows in histories.items():
-        for run in dict.fromkeys(r.get("run", stage) for r in rows):
-            name = stage if slug(run) == slug(stage) else f"{stage}-{slug(run)}"
-            files[f"history/{name}.csv"] = to_csv([r for r in rows if r.get("run", stage) == run], HISTORY_FIELDS)
+        runs = list(dict.fromkeys(r.get("run", stage) for r in rows))
+        roles = [slug(run_role(run)) for run in runs]
+        for run, role in zip(runs, roles):
+            role = role if roles.count(role) == 1 else slug(run)  # two runs of one role: keep them apart
+            name = stage if role == slug(stage) else f"{stage}-{role}"
+            files[f"history/{name}.csv"] = to_csv([dict(r, run=run) for r in rows if r.get("run", stage) == run],
+                                                  HISTORY_FIELDS)
     return files
 
 

@@ -52,7 +52,7 @@ def test_dvc_plots_show_renders_every_plot(plots_project, inputs):
     names = set(result["data"])
     assert {"Accuracy vs cost", "Unlearning UA (%)", "Unlearning RA (%)", "Unlearning MIA-efficacy (%)",
             "Expert load per MoE layer"} <= names
-    assert "data/reports/plots/history/distill-student-kd.csv" in names
+    assert "data/reports/plots/history/distill-student.csv" in names
     assert {f"data/reports/plots/reliability/{m.replace('_', '-')}.csv" for m in inputs.models} <= names
     html = dvc(plots_project, "plots", "show", "-o", "out")
     assert html.returncode == 0, html.stderr

@@ -21,12 +21,25 @@ def test_slug_makes_file_names_safe():
 
 def test_history_has_one_csv_per_stage_and_run(inputs):
     files = history_csvs(inputs.histories)
-    assert sorted(files) == ["history/distill-scratch.csv", "history/distill-student-kd.csv",
+    assert sorted(files) == ["history/distill-scratch.csv", "history/distill-student.csv",
                              "history/teacher.csv", "history/upcycle.csv"]
     teacher = rows(files["history/teacher.csv"])
     assert [r["epoch"] for r in teacher] == ["1", "2", "3"]
-    assert set(teacher[0]) == {"epoch", "loss", "val_acc", "lr", "seconds"}
+    assert set(teacher[0]) == {"epoch", "loss", "val_acc", "lr", "seconds", "run"}
     assert float(teacher[-1]["val_acc"]) == inputs.histories["teacher"][-1]["val_acc"]
+    assert {r["run"] for r in rows(files["history/distill-student.csv"])} == {"student (kd)"}
+
+
+def test_history_files_are_named_by_role_not_by_loss(inputs):
+    """`dvc plots diff` lines plots up by file: a kd run and a dkd run must write the same names."""
+    def renamed(loss: str) -> dict:
+        return {stage: [dict(r, run=r["run"].replace("(kd)", f"({loss})")) for r in rows_]
+                for stage, rows_ in inputs.histories.items()}
+    assert sorted(history_csvs(renamed("kd"))) == sorted(history_csvs(renamed("dkd")))
+    assert "history/distill-random-teacher.csv" in history_csvs({"distill": [{"run": "random_teacher (kd)"}]})
+    # two runs of one role stay apart rather than sharing a file
+    both = history_csvs({"distill": [{"run": "student (kd)", "epoch": 1}, {"run": "student (dkd)", "epoch": 1}]})
+    assert len(both) == 2
 
 
 def test_reliability_keeps_only_non_empty_bins(inputs):
