@@ -1,5 +1,6 @@
-"""evaluate: score every model on the test set, write metrics.json (the contract), the DVC plot
-CSVs and the report (Markdown + self-contained HTML), and publish the summary to Prefect."""
+"""evaluate: score every model on the test set, write metrics.json (the contract's quality keys,
+DVC's metrics) and details.json (its cost and timing keys), the DVC plot CSVs and the report
+(Markdown + self-contained HTML), and publish the summary to Prefect."""
 from __future__ import annotations
 
 import subprocess
@@ -10,7 +11,7 @@ from refinery.unlearn import sisa  # noqa: F401  registers the SISA ensemble, so
 from refinery.metrics.classification import accuracy, ece, nll, reliability_table
 from refinery.metrics.cost import cost_report
 from refinery.report import ReportInputs, render_report, summary_rows, write_plot_data
-from refinery.store import read_json, read_table, write_json, write_text
+from refinery.store import read_arrays, read_json, read_table, write_json, write_text
 from refinery.train import predict_logits
 
 from .common import Workspace, log, write_manifest
@@ -21,6 +22,8 @@ HISTORY_STAGES = ("teacher", "upcycle", "distill")
 COST_KEYS = ("params", "active_params", "flops_per_sample", "latency_ms", "throughput")
 # Code folders whose uncommitted edits make a git revision an incomplete description of a result.
 CODE_PATHS = ("refinery", "tasks", "flows", "dvc.yaml", "pipelines")
+DETAIL_SECTIONS = ("cost",)                           # per model; latency and throughput are wall-clock
+UNLEARN_SCORES = ("UA", "RA", "TA", "MIA", "gap")     # the rest of a method's row (seconds...) is detail
 
 
 def model_paths(ws: Workspace) -> dict:
@@ -70,7 +73,8 @@ def score_models(ws: Workspace, cfg: C.PipelineConfig, data) -> tuple[dict, dict
 
 
 def contract_metrics(cfg: C.PipelineConfig, models: dict, experts: list[dict], unlearn: dict) -> dict:
-    """data/reports/metrics.json: the DESIGN.md contract keys, plus `quality.<model>.{test_acc,nll,ece}`."""
+    """The DESIGN.md contract object, plus `quality.<model>.{test_acc,nll,ece}`; `split_metrics`
+    divides it between metrics.json and details.json."""
     return {
         "teacher": {"test_acc": models["teacher"]["test_acc"]},
         "upcycle": {"test_acc": models["upcycle"]["test_acc"], "active_params": models["upcycle"]["active_params"],
@@ -82,6 +86,19 @@ def contract_metrics(cfg: C.PipelineConfig, models: dict, experts: list[dict], u
         "cost": {name: {k: row[k] for k in COST_KEYS} for name, row in models.items()},
         "quality": {name: {k: row[k] for k in ("test_acc", "nll", "ece")} for name, row in models.items()},
     }
+
+
+def split_metrics(contract: dict) -> tuple[dict, dict]:
+    """(metrics.json, details.json): DVC's metrics hold what a user compares between runs
+    (accuracies, calibration, unlearning scores); wall-clock times and per-model cost go to
+    details.json, which is no DVC metric, so a rerun's timings never show as changed metrics.
+    Both keep the contract's key paths: merging them gives the whole contract object back."""
+    metrics = {k: v for k, v in contract.items() if k not in DETAIL_SECTIONS}
+    details = {k: contract[k] for k in DETAIL_SECTIONS if k in contract}
+    methods = {m: row for m, row in contract.get("unlearn", {}).items() if isinstance(row, dict)}
+    metrics["unlearn"] = {m: {k: v for k, v in row.items() if k in UNLEARN_SCORES} for m, row in methods.items()}
+    details["unlearn"] = {m: {k: v for k, v in row.items() if k not in UNLEARN_SCORES} for m, row in methods.items()}
+    return metrics, details
 
 
 def read_records(path) -> list[dict]:
@@ -107,7 +124,20 @@ def provenance(ws: Workspace, cfg: C.PipelineConfig, data, unlearn: dict) -> dic
             "unlearn_exact": bool(unlearn.get("exact")), "retrained_stages": unlearn.get("retrained_stages", []),
             "distill_loss": read_json(distill_metrics).get("loss", cfg.distill.loss) if distill_metrics.exists()
             else cfg.distill.loss,
-            "data": f"{cfg.data.source}: {len(data.train)} train, {len(data.val)} val, {len(data.test)} test samples"}
+            "dataset": dataset_name(cfg.data),
+            "data": f"{dataset_name(cfg.data)}: {len(data.train)} train, {len(data.val)} val, {len(data.test)} test "
+                    f"samples ({split_used(ws, cfg)} test split)"}
+
+
+def dataset_name(d: C.DataConfig) -> str:
+    """The data set as a user names it: the source, and the path of a user's files."""
+    return f"{d.source} from {d.path}" if d.path else d.source
+
+
+def split_used(ws: Workspace, cfg: C.PipelineConfig) -> str:
+    """'published' or 'stratified', as prepare resolved data.split (older arrays: the configured mode)."""
+    _, attrs = read_arrays(ws.stage_dir("prepare") / "arrays.zarr", [])
+    return str(attrs.get("split", cfg.data.split))
 
 
 def publish_artifacts(rows: list[dict], markdown: str) -> bool:
@@ -131,7 +161,7 @@ def publish_artifacts(rows: list[dict], markdown: str) -> bool:
 
 
 def evaluate(ws: Workspace) -> None:
-    """Score every model, then write metrics.json, plots/, report.md, report.html and the manifest."""
+    """Score every model, then write metrics.json, details.json, plots/, report.md, report.html and the manifest."""
     cfg = ws.config()
     out, arrays = ws.stage_dir("evaluate"), ws.stage_dir("prepare") / "arrays.zarr"
     data = load_prepared(arrays)
@@ -139,7 +169,9 @@ def evaluate(ws: Workspace) -> None:
     experts = read_records(ws.stage_dir("upcycle") / "experts.parquet")
     unlearn = read_json(ws.stage_dir("unlearn") / "metrics.json")
     metrics = contract_metrics(cfg, models, experts, unlearn)
-    write_json(out / "metrics.json", metrics)
+    quality, details = split_metrics(metrics)
+    write_json(out / "metrics.json", quality)
+    write_json(out / "details.json", details)
     recipes = ws.stage_dir("upcycle") / "recipes.parquet"
     inputs = ReportInputs(metrics=metrics, models=models, reliability=reliability, experts=experts,
                           recipes=read_records(recipes) if recipes.exists() else [],

@@ -227,4 +227,10 @@ def build_report(inputs: ReportInputs) -> Report:
                 Table(SUMMARY_COLUMNS, summary_rows(inputs))]
     sections = [data_section(inputs), teacher_section(inputs), upcycle_section(inputs), distill_section(inputs),
                 unlearn_section(inputs), cost_section(inputs)]
-    return Report(f"refinery report: {p.get('pipeline', '?')}", preamble, sections)
+    return Report(report_title(p), preamble, sections)
+
+
+def report_title(p: dict) -> str:
+    """Names the data set (source, and the path of a user's files) and the preset that ran on it."""
+    dataset, pipeline = p.get("dataset"), p.get("pipeline", "?")
+    return f"refinery report: {dataset} ({pipeline} preset)" if dataset else f"refinery report: {pipeline}"

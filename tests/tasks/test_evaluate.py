@@ -42,6 +42,30 @@ def test_metrics_keep_the_contract_keys():
     assert abs(metrics["upcycle"]["expert_load_cv"] - 0.3) < 1e-12
 
 
+def deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def test_dvc_metrics_hold_quality_and_details_hold_cost_and_times():
+    cfg = SimpleNamespace(distill=SimpleNamespace(teacher="upcycle"))
+    unlearn = {"retrain": dict(UA=1.0, RA=2.0, TA=3.0, MIA=4.0, gap=0.0, seconds=1.0),
+               "ssd": dict(UA=1.0, RA=2.0, TA=3.0, MIA=4.0, gap=0.5, seconds=0.2, seconds_with_importance=0.3)}
+    contract = ev.contract_metrics(cfg, fake_models(), [{"load_cv": 0.2}], unlearn)
+    metrics, details = ev.split_metrics(contract)
+    keys = flat(metrics)
+    assert keys >= CONTRACT | {f"unlearn.{m}.{k}" for m in unlearn for k in ("UA", "RA", "TA", "MIA", "gap")}
+    assert {"quality.teacher.nll", "quality.student.ece"} <= keys
+    timing = {"seconds", "latency_ms", "throughput", "train_seconds"}
+    assert not [k for k in keys if k.rsplit(".", 1)[-1] in timing or "seconds" in k], keys
+    assert not [k for k in keys if k.startswith("cost.")]
+    moved = {"cost.teacher.latency_ms", "cost.unlearn_ssd.params", "unlearn.ssd.seconds_with_importance"}
+    assert moved <= flat(details)
+    assert deep_merge(metrics, details) == contract  # nothing lost, no key renamed
+
+
 def test_every_file_the_report_reads_is_a_dvc_dependency(tmp_path):
     ws = Workspace(tmp_path)
     for stage in ("prepare", "teacher", "upcycle", "distill", "unlearn"):

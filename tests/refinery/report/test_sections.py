@@ -72,3 +72,10 @@ def test_recipe_table_and_verdict_appear_only_with_a_comparison(inputs):
     assert "upcycle.compare" in text and "mola increasing [2, 6]" in text
     assert "The best recipe (mola increasing [2, 6]) (0.8950) vs the dense teacher (0.9000)" in text
     assert "does not beat the dense teacher" in text
+
+
+def test_title_names_the_data_set_and_the_preset(inputs):
+    inputs.provenance["dataset"] = "cifar10 from data/cifar-10-batches-py"
+    report = build_report(inputs)
+    assert report.title == "refinery report: cifar10 from data/cifar-10-batches-py (synthetic preset)"
+    assert render_markdown(report).startswith("# refinery report: cifar10 from data/cifar-10-batches-py")
