@@ -2,22 +2,37 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Set-up reinstalls when what it installs changes, not when a checkout touches a file: the stamp's
+# name holds a hash of the two files' contents, so only new contents miss it.
+SETUP_HASH := $(shell cat pyproject.toml requirements.lock 2>/dev/null | sha256sum | cut -c1-16)
+STAMP  := $(VENV)/.installed-$(SETUP_HASH)
+# `dvc plots show` draws offline: Vega, Vega-Lite and vega-embed from the installed vl-convert-python,
+# inlined into this template, which .dvc/config.local names (a checkout without it uses DVC's page).
+PLOTS_TEMPLATE := .dvc/plots-offline.html
 # torch 2.13.0's CPU build comes from a local wheel folder where the machine has one.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 export OMP_WAIT_POLICY ?= PASSIVE
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q $(FIND_LINKS)
 
-.PHONY: setup run smoke test lint bench ui clean
+.PHONY: setup plots-template run smoke test lint bench ui clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(PLOTS_TEMPLATE)
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) -r requirements.lock
 	$(PIP) --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed $(VENV)/.installed-*
+	@$(MAKE) --no-print-directory plots-template
 	@touch $(STAMP)
 	@echo "set-up done: $(VENV)"
+
+$(PLOTS_TEMPLATE): | $(STAMP)
+	@$(MAKE) --no-print-directory plots-template
+
+plots-template:
+	@$(BIN)/python -m refinery.report.dvc_template $(PLOTS_TEMPLATE)
+	@$(BIN)/dvc config --local plots.html_template $(notdir $(PLOTS_TEMPLATE))
 
 run: setup
 	$(BIN)/refinery run --pipeline digits
