@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from contextlib import chdir, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -57,43 +58,78 @@ def pipeline_stages(repo) -> list:
     return [s for s in nx.dfs_postorder_nodes(graph) if getattr(s, "cmd", None)], graph
 
 
-def changed_stages(root: Path) -> list[str]:
-    """Names of the stages that `dvc repro` would run now (upstream changes propagate)."""
+@dataclass
+class Plan:
+    """What `dvc repro` would do now: `stale` stages changed themselves (params, code, deps or
+    outs); `downstream` ones only read a stale stage's outputs, so they rerun if those change."""
+    order: list[str]  # every stage, dependencies first
+    stale: list[str]
+    downstream: list[str]
+
+    @property
+    def todo(self) -> list[str]:
+        return [name for name in self.order if name in self.stale or name in self.downstream]
+
+    @property
+    def fresh(self) -> list[str]:
+        return [name for name in self.order if name not in self.todo]
+
+
+def plan(root: Path) -> Plan:
     with locked_repo(root) as repo:
         stages, graph = pipeline_stages(repo)
-        dirty: set = set()
+        stale, downstream = [], []
         for stage in stages:
             upstream = list(graph.successors(stage))
-            if any(u in dirty for u in upstream) or stage.changed(upstream=upstream):
-                dirty.add(stage)
-        return [s.name for s in stages if s in dirty]
+            if stage.changed(upstream=upstream):
+                stale.append(stage.name)
+            elif any(u.name in stale or u.name in downstream for u in upstream):
+                downstream.append(stage.name)
+        return Plan([s.name for s in stages], stale, downstream)
 
 
-def reproduce(root: Path, run_stage: Callable[[str], None], force: bool = False) -> list[StageOutcome]:
-    from dvc.stage.cache import RunCacheNotFoundError
+def changed_stages(root: Path) -> list[str]:
+    """Names of the stages that `dvc repro` would run now (upstream changes propagate)."""
+    return plan(root).todo
 
+
+def run_directly(name: str, work: Callable[[], str]) -> str:
+    return work()
+
+
+def reproduce(root: Path, run_stage: Callable[[str], None], force: bool = False,
+              step: Callable[[str, Callable[[], str]], str] = run_directly) -> list[StageOutcome]:
+    """Decide and do each stage as `dvc repro` would. `step(name, work)` calls `work()`, which
+    skips, restores or runs the stage (through `run_stage(name)`) and returns which it did; the
+    pipeline flow makes each call a task run, so every stage shows in Prefect, skipped ones too."""
     outcomes = []
     with locked_repo(root) as repo:
         stages, graph = pipeline_stages(repo)
         for stage in stages:
             upstream = list(graph.successors(stage))
-            if not force and not stage.changed(upstream=upstream):
-                log.info("stage %s: up to date, skipped", stage.name)
-                outcomes.append(StageOutcome(stage.name, "skipped"))
-                continue
-            stage.remove_outs(ignore_remove=False, force=False)
-            try:
-                if force:
-                    raise RunCacheNotFoundError(stage)
-                repo.stage_cache.restore(stage)
-                action = "restored"
-                log.info("stage %s: restored from DVC's run cache", stage.name)
-            except RunCacheNotFoundError:
-                stage.save_deps()
-                run_stage(stage.name)
-                action = "ran"
-            stage.save()
-            stage.commit()
-            stage.dump(update_pipeline=False)
-            outcomes.append(StageOutcome(stage.name, action))
+            work = partial(do_stage, repo, stage, upstream, run_stage, force)
+            outcomes.append(StageOutcome(stage.name, step(stage.name, work)))
     return outcomes
+
+
+def do_stage(repo, stage, upstream: list, run_stage: Callable[[str], None], force: bool) -> str:
+    from dvc.stage.cache import RunCacheNotFoundError
+
+    if not force and not stage.changed(upstream=upstream):
+        log.info("stage %s: up to date, skipped", stage.name)
+        return "skipped"
+    stage.remove_outs(ignore_remove=False, force=False)
+    try:
+        if force:
+            raise RunCacheNotFoundError(stage)
+        repo.stage_cache.restore(stage)
+        action = "restored"
+        log.info("stage %s: restored from DVC's run cache (this exact run was done before)", stage.name)
+    except RunCacheNotFoundError:
+        stage.save_deps()
+        run_stage(stage.name)
+        action = "ran"
+    stage.save()
+    stage.commit()
+    stage.dump(update_pipeline=False)
+    return action

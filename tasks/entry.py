@@ -1,4 +1,4 @@
-"""The Prefect entry point of a stage: `stage_task(name)` wraps the stage's function as a task.
+"""The Prefect entry point of a stage: `stage_task(name)` is a task that runs the stage's function.
 
 Stage failures are deterministic (bad data, bad config, divergence), so stage tasks do not
 retry; I/O helpers may.
@@ -23,14 +23,24 @@ def stage_function(name: str) -> Callable[[Workspace], None]:
     return getattr(importlib.import_module(stage(name).module), name)
 
 
-def stage_task(name: str):
+def run_stage(name: str, root: str) -> str:
+    """Run the stage's code in the current task run (a task of its own or the pipeline's)."""
     fn = stage_function(name)
+    # A device-using stage holds a `gpu` slot and one device (tasks/gpu.py); no-op on a CPU box.
+    with gpu_slot(Path(root)) if name in GPU_STAGES else nullcontext():
+        fn(Workspace(Path(root)))
+    return name
 
-    def run_stage(root: str) -> str:
-        # A device-using stage holds a `gpu` slot and one device (tasks/gpu.py); no-op on a CPU box.
-        with gpu_slot(Path(root)) if name in GPU_STAGES else nullcontext():
-            fn(Workspace(Path(root)))
-        return name
+
+def stage_task(name: str, body: Callable | None = None):
+    """The task run of stage `name`: named after it, tagged `stage`, NAME (and `gpu`), never
+    retried or cached. `body(root)` defaults to running the stage's code; the pipeline passes one
+    that first decides, as DVC would, whether to run, restore or skip it."""
+    def run(root: str) -> str:
+        return run_stage(name, root)
+
+    if body is None:
+        stage_function(name)  # import the stage's module now: an import error is not a task failure
 
     tags = ["stage", name] + (["gpu"] if name in GPU_STAGES else [])
-    return task(run_stage, name=name, tags=tags, retries=0, cache_policy=NO_CACHE, task_run_name=f"{name}")
+    return task(body or run, name=name, tags=tags, retries=0, cache_policy=NO_CACHE, task_run_name=name)
