@@ -5,62 +5,123 @@
     refinery forget (--ids FILE | --classes 3,7 | --fraction 0.1) [--exact] [--no-run]
     refinery report
     refinery ui [--port 4200]
+    refinery server (start | stop | status) [--port 4200]
     refinery serve (--cron "0 3 * * *" | --interval SECONDS)
     refinery deploy --pool NAME [--cron "0 3 * * *"]
     refinery sweep --grid distill.loss=kd,sinkhorn --grid seed=0,1 [--address tcp://...]
+
+Order matters here: arguments are parsed first (so `--help` and a bad argument answer at once),
+then `flows.env.configure` sets Prefect's environment, and only then does a command import what
+it needs (torch, prefect, dvc), because Prefect reads its settings once, on first import. This
+module imports only the standard library, flows.env and tasks.stages at the top.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from refinery.runtime import configure_cpu
+from tasks.stages import STAGE_NAMES
 
-configure_cpu()  # before torch loads: passive OpenMP waiting, heap reuse (see refinery/runtime.py)
+from .env import configure, find_root, use_project_server
 
-from refinery import config as C  # noqa: E402
-from refinery.data import DataSourceError, ForgetRequestError
-from refinery.store import ArtifactError
-from refinery.train import TrainingDiverged
-from refinery.resolve import resolve_config, write_params
-from tasks.common import find_root
-from tasks.stages import STAGE_NAMES, sync_dvc_yaml
-
-from .env import configure
-
-USER_ERRORS = (C.ConfigError, DataSourceError, ForgetRequestError, ArtifactError, TrainingDiverged, FileNotFoundError)
+# Commands that record runs in Prefect: they use the project server when one is up.
+PREFECT_COMMANDS = {"run", "stage", "forget", "serve", "deploy", "sweep"}
+# The errors a user can fix: one line on stderr and exit code 2, no traceback.
+USER_ERROR_TYPES = {"refinery.config": "ConfigError", "refinery.data.base": "DataSourceError",
+                    "refinery.data.forget": "ForgetRequestError", "refinery.store.arrays": "ArtifactError",
+                    "refinery.train": "TrainingDiverged"}
 
 
-def cmd_run(args: argparse.Namespace, root: Path) -> int:
+class UsageError(Exception):
+    """A command used in a way that cannot work (one line, exit code 2)."""
+
+
+def user_errors() -> tuple[type, ...]:
+    """The user-error classes of the modules loaded so far: an error of a module that was never
+    imported cannot have been raised, and importing one here would cost seconds."""
+    loaded = (getattr(sys.modules[m], name) for m, name in USER_ERROR_TYPES.items() if m in sys.modules)
+    return (UsageError, FileNotFoundError, *loaded)
+
+
+def __getattr__(name: str):
+    if name == "USER_ERRORS":  # every user-error class (imports their modules)
+        import importlib
+
+        for module in USER_ERROR_TYPES:
+            importlib.import_module(module)
+        return user_errors()
+    raise AttributeError(name)
+
+
+MESSAGES = {"ran": "ran", "restored": "restored from DVC's run cache", "skipped": "up to date, skipped"}
+
+
+def say(text: str) -> None:
+    print(f"refinery: {text}", flush=True)
+
+
+def listed(names: list[str]) -> str:
+    return ", ".join(names) if names else "none"
+
+
+def say_prefect() -> None:
+    """Say where this command's runs are recorded, before it connects."""
+    url = os.environ.get("PREFECT_API_URL")
+    if url:
+        say(f"Prefect: recording in the server at {url}")
+    else:
+        say("Prefect: starting a temporary server for this command (takes 10-20 s; `refinery server start` "
+            "keeps one up for every command)")
+
+
+def cmd_run(args: argparse.Namespace, root: Path, forget_request: bool = False) -> int:
+    from refinery.resolve import resolve_config, write_params
+    from tasks.stages import sync_dvc_yaml
+
     cfg = resolve_config(root, args.pipeline, args.set or [])
     write_params(root, cfg)
     if sync_dvc_yaml(root):  # an edit added an import: the stage now depends on that file too
-        print("refinery: dvc.yaml rewritten: a stage's code imports changed (commit it with the code)")
-    from .dvc_runner import changed_stages
+        say("dvc.yaml rewritten: a stage's code imports changed (commit it with the code)")
+    from .dvc_runner import plan
 
-    todo = changed_stages(root)
-    if not todo and not args.force:
-        print(f"refinery: pipeline '{cfg.name}' is up to date; nothing to run (use --force to rerun)")
-        return 0
-    print(f"refinery: pipeline '{cfg.name}': running {', '.join(todo) if not args.force else 'every stage'}")
+    todo = plan(root)
+    if args.force:
+        say(f"pipeline '{cfg.name}': --force: every stage reruns ({listed(todo.order)})")
+    elif not todo.todo:
+        say(f"pipeline '{cfg.name}': up to date ({listed(todo.order)}); nothing to run (--force reruns every stage)")
+        if not os.environ.get("PREFECT_API_URL"):
+            return 0  # a temporary server only to record six skips would cost more than the check
+    else:
+        then = f"; then, if their inputs change: {listed(todo.downstream)}" if todo.downstream else ""
+        say(f"pipeline '{cfg.name}': to run (or restore from DVC's run cache): {listed(todo.stale)}{then}; "
+            f"up to date: {listed(todo.fresh)}")
+    say_prefect()
+    from prefect import tags
+
     from .pipeline import pipeline_flow
 
     started = time.perf_counter()
-    table = pipeline_flow(root=str(root), force=args.force)
-    done = ", ".join(f"{row['stage']}={row['action']}" for row in table)
-    print(f"refinery: done in {time.perf_counter() - started:.1f}s ({done}); report: data/reports/report.md")
+    labels = [f"pipeline:{cfg.name}"] + ["forget-request"] * forget_request + ["force"] * bool(args.force)
+    with tags(*labels):
+        table = pipeline_flow(root=str(root), force=args.force, pipeline=cfg.name, overrides=list(args.set or []),
+                              forget=cfg.forget.model_dump(mode="json"))
+    by_action = {action: [row["stage"] for row in table if row["action"] == action] for action in MESSAGES}
+    did = "; ".join(f"{MESSAGES[action]}: {', '.join(names)}" for action, names in by_action.items() if names)
+    say(f"done in {time.perf_counter() - started:.1f}s: {did}; report: data/reports/report.md")
     return 0
 
 
 def cmd_stage(args: argparse.Namespace, root: Path) -> int:
-    C.load(root / "params.yaml")  # fail on a bad config before Prefect starts
+    from refinery import config as C
+
+    cfg = C.load(root / "params.yaml")  # fail on a bad config before Prefect starts
+    say_prefect()
     from .pipeline import stage_flow
 
-    stage_flow(name=args.name, root=str(root))
+    stage_flow(name=args.name, root=str(root), pipeline=cfg.name)
     return 0
 
 
@@ -70,7 +131,7 @@ def forget_section(args: argparse.Namespace, root: Path) -> dict:
         try:
             request = {"mode": "classes", "classes": [int(c) for c in args.classes.split(",") if c.strip()]}
         except ValueError:
-            raise C.ConfigError(f"--classes: expected comma-separated integers, got {args.classes!r}") from None
+            raise UsageError(f"--classes: expected comma-separated integers, got {args.classes!r}") from None
     elif args.fraction is not None:
         request = {"mode": "fraction", "fraction": args.fraction}
     else:
@@ -78,11 +139,11 @@ def forget_section(args: argparse.Namespace, root: Path) -> dict:
     return dict(request, exact=bool(args.exact))
 
 
-def check_request(root: Path, cfg: C.PipelineConfig) -> int:
+def check_request(root: Path, cfg) -> int:
     """Resolve the request against the prepared sample index; raise ForgetRequestError (one
     line) for an unknown or duplicate id, an empty request, or one covering every sample."""
     import numpy as np
-    from refinery.data import read_ids_file, resolve_request
+    from refinery.data import ForgetRequestError, read_ids_file, resolve_request
     from refinery.store import read_table
 
     index_path = root / "data" / "prepared" / "index.parquet"
@@ -105,16 +166,25 @@ def check_request(root: Path, cfg: C.PipelineConfig) -> int:
 def cmd_forget(args: argparse.Namespace, root: Path) -> int:
     """Record a deletion request in params.yaml and rerun what it affects. The request is
     validated against data/prepared/index.parquet first: on any error nothing is written."""
+    from refinery import config as C
+    from refinery.resolve import write_params
+
     raw = C.read_yaml(root / "params.yaml")
+    previous = raw.get("forget")
     raw["forget"] = C.deep_merge(raw.get("forget", {}), forget_section(args, root))
     cfg = C.validate(raw, "forget request")
     count = check_request(root, cfg)
     write_params(root, cfg)
-    how = "exact: the whole lineage retrains without them" if cfg.forget.exact else "unlearn and evaluate rerun"
-    print(f"refinery: forget request recorded in params.yaml ({cfg.forget.mode}, {count} training samples; {how})")
+    how = "exact: the lineage retrains without them" if cfg.forget.exact else "approximate: the student unlearns them"
+    if previous == cfg.forget.model_dump(mode="json"):
+        say(f"forget request unchanged: params.yaml already holds it ({cfg.forget.mode}, {count} training samples; "
+            f"{how})")
+    else:
+        say(f"forget request recorded in params.yaml ({cfg.forget.mode}, {count} training samples; {how})")
     if args.no_run:
+        say("not run (--no-run): `refinery run` processes it")
         return 0
-    return cmd_run(argparse.Namespace(pipeline=None, set=[], force=False), root)
+    return cmd_run(argparse.Namespace(pipeline=None, set=[], force=False), root, forget_request=True)
 
 
 def cmd_report(args: argparse.Namespace, root: Path) -> int:
@@ -124,39 +194,85 @@ def cmd_report(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_ui(args: argparse.Namespace, root: Path) -> int:
-    print(f"refinery: Prefect UI at http://{args.host}:{args.port} (runs recorded under {os.environ['PREFECT_HOME']})")
-    return subprocess.call([sys.executable, "-m", "prefect", "server", "start", "--host", args.host,
-                            "--port", str(args.port)])
+    """Serve the project's Prefect server and UI in the foreground; Ctrl-C (or SIGTERM) stops both."""
+    from . import server
+
+    state = server.find_server(root)
+    if state:
+        say(f"the project server is already up: Prefect UI at {state['ui_url']} (pid {state['pid']}; "
+            "`refinery server stop` stops it)")
+        return 0
+
+    def announce(state: dict) -> None:
+        say(f"Prefect UI at {state['ui_url']} over the runs recorded under {root / '.prefect'}; while it is up, "
+            "every refinery command in this project records there. Ctrl-C stops it.")
+
+    code = server.serve_foreground(root, args.host, args.port, announce)
+    say("Prefect server stopped")
+    return code
+
+
+def cmd_server(args: argparse.Namespace, root: Path) -> int:
+    """`refinery server start|stop|status`: a project server kept up in the background."""
+    from . import server
+
+    state = server.find_server(root)
+    if args.action == "status":
+        if not state:
+            say("no project server is up; each command starts a temporary one (`refinery server start`)")
+            return 1
+        owner = "until `refinery server stop`" if state.get("keep") else "while its `refinery ui` runs"
+        say(f"project server up at {state['ui_url']} (pid {state['pid']}, since {state['started']}, kept {owner})")
+        return 0
+    if args.action == "start":
+        if state:
+            say(f"the project server is already up at {state['ui_url']} (pid {state['pid']})")
+            return 0
+        state, _ = server.start(root, args.host, args.port, keep=True)
+        say(f"project server up at {state['ui_url']} (pid {state['pid']}, log .prefect/server.log); every refinery "
+            "command in this project records there until `refinery server stop`")
+        return 0
+    stopped = server.stop(root)
+    say(f"project server stopped (pid {stopped['pid']})" if stopped else "no project server was running")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace, root: Path) -> int:
+    if not (args.cron or args.interval):
+        raise UsageError("serve: give --cron or --interval")
+    if not os.environ.get("PREFECT_API_URL"):  # a temporary server cannot schedule runs
+        raise UsageError("serve: a schedule needs a Prefect server that stays up: run `refinery server start` "
+                         "first, or set PREFECT_API_URL")
+    say_prefect()
     from .nightly import serve
 
-    if not (args.cron or args.interval):
-        raise C.ConfigError("serve: give --cron or --interval")
     serve(root, args.name, cron=args.cron, interval=args.interval)
     return 0
 
 
 def cmd_deploy(args: argparse.Namespace, root: Path) -> int:
+    say_prefect()
     from .nightly import deploy
 
     deployment_id = deploy(root, args.name, args.pool, args.cron)
-    print(f"refinery: deployment refinery-nightly/{args.name} ({deployment_id}) on work pool {args.pool!r}; "
-          f"start a worker with: prefect worker start --pool {args.pool}")
+    say(f"deployment refinery-nightly/{args.name} ({deployment_id}) on work pool {args.pool!r}; "
+        f"start a worker with: prefect worker start --pool {args.pool}")
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace, root: Path) -> int:
-    from .sweep import parse_grid, run_sweep
+    from .sweep import parse_grid
 
     try:
         points = parse_grid(args.grid)
     except ValueError as exc:
-        raise C.ConfigError(str(exc)) from None
-    print(f"refinery: sweep of {len(points)} point(s), one DVC experiment each")
+        raise UsageError(str(exc)) from None
+    say(f"sweep of {len(points)} point(s), one DVC experiment each")
+    say_prefect()
+    from .sweep import run_sweep
+
     done = run_sweep(root, args.grid, address=args.address, workers=args.workers)
-    print(f"refinery: sweep done ({len(done)} experiments); compare them with `dvc exp show`")
+    say(f"sweep done ({len(done)} experiments); compare them with `dvc exp show`")
     return 0
 
 
@@ -182,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="serve the Prefect UI over this project's runs")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=4200)
+    srv = sub.add_parser("server", help="keep this project's Prefect server up in the background, for every command")
+    srv.add_argument("action", choices=["start", "stop", "status"])
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=4200)
     serve = sub.add_parser("serve", help="serve the nightly flow (pull, rerun what changed, push) "
                                           "as a scheduled Prefect deployment")
     serve.add_argument("--cron", help='a cron schedule, e.g. "0 3 * * *"')
@@ -200,24 +320,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"run": cmd_run, "stage": cmd_stage, "forget": cmd_forget, "report": cmd_report,
-            "ui": cmd_ui, "serve": cmd_serve, "deploy": cmd_deploy, "sweep": cmd_sweep}
+            "ui": cmd_ui, "server": cmd_server, "serve": cmd_serve, "deploy": cmd_deploy, "sweep": cmd_sweep}
+
+
+def prepare(args: argparse.Namespace) -> Path:
+    """Set up this process for a parsed command, before anything imports prefect or torch: the
+    project's Prefect settings, the CPU settings, and the project server when one is up."""
+    root = find_root()
+    configure(root)
+    from refinery.runtime import configure_cpu
+
+    configure_cpu()  # before torch loads: passive OpenMP waiting, heap reuse (see refinery/runtime.py)
+    if args.command in PREFECT_COMMANDS:
+        use_project_server(root)
+    return root
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    root = find_root()
-    configure(root)
+    args = build_parser().parse_args(argv)  # before any heavy import: --help and bad arguments answer at once
+    root = prepare(args)
     try:
         return COMMANDS[args.command](args, root)
-    except USER_ERRORS as exc:
-        print(f"refinery: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("refinery: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001
         from .dvc_runner import WorkspaceBusy
 
+        if isinstance(exc, user_errors()):
+            print(f"refinery: error: {exc}", file=sys.stderr)
+            return 2
         if isinstance(exc, WorkspaceBusy):
             print(f"refinery: error: {exc}", file=sys.stderr)
             return 3
