@@ -5,5 +5,6 @@ from .base import DataSourceError, fingerprint
 from .sources import SOURCES, Source, load_source
 from .splits import SPLIT_MODES, SPLIT_NAMES, TEST, TRAIN, VAL, choose_test_split, stratified_split
 
-__all__ = ["Arrays", "DataSourceError", "ForgetRequestError", "SOURCES", "fingerprint", "SPLIT_MODES", "SPLIT_NAMES", "Source", "TEST", "TRAIN", "VAL",
+__all__ = ["Arrays", "DataSourceError", "ForgetRequestError", "SOURCES", "fingerprint", "SPLIT_MODES", "SPLIT_NAMES",
+           "Source", "TEST", "TRAIN", "VAL",
            "choose_test_split", "load_prepared", "load_source", "read_ids_file", "resolve_request", "stratified_split"]

@@ -22,12 +22,12 @@ class Arrays:
     ids: torch.Tensor  # sample ids (positions in the prepared arrays)
 
     @classmethod
-    def from_numpy(cls, x: np.ndarray, y: np.ndarray, ids: np.ndarray | None = None) -> "Arrays":
+    def from_numpy(cls, x: np.ndarray, y: np.ndarray, ids: np.ndarray | None = None) -> Arrays:
         """Samples from numpy arrays; ids default to positions (the prepared sample ids)."""
         ids = np.arange(len(y)) if ids is None else ids
         return cls(torch.from_numpy(x), torch.from_numpy(y).long(), torch.from_numpy(np.asarray(ids)).long())
 
-    def union(self, other: "Arrays") -> "Arrays":
+    def union(self, other: Arrays) -> Arrays:
         """Both sets together, ordered by sample id."""
         ids = torch.cat([self.ids, other.ids])
         order = torch.argsort(ids, stable=True)
@@ -36,17 +36,17 @@ class Arrays:
     def __len__(self) -> int:
         return len(self.y)
 
-    def subset(self, mask: np.ndarray | torch.Tensor) -> "Arrays":
+    def subset(self, mask: np.ndarray | torch.Tensor) -> Arrays:
         mask = torch.as_tensor(mask, dtype=torch.bool)
         return Arrays(self.x[mask], self.y[mask], self.ids[mask])
 
-    def without(self, ids: np.ndarray) -> "Arrays":
+    def without(self, ids: np.ndarray) -> Arrays:
         return self.subset(~np.isin(self.ids.numpy(), ids))
 
-    def only(self, ids: np.ndarray) -> "Arrays":
+    def only(self, ids: np.ndarray) -> Arrays:
         return self.subset(np.isin(self.ids.numpy(), ids))
 
-    def to(self, device: torch.device | str) -> "Arrays":
+    def to(self, device: torch.device | str) -> Arrays:
         return Arrays(self.x.to(device), self.y.to(device), self.ids.to(device))
 
 

@@ -1,5 +1,6 @@
-"""Stage commands need no PATH: `dvc exp run` from a shell whose PATH holds only the system's
-folders works, and so does a DVC queue, whose experiments run in copies under .dvc/tmp/."""
+"""Stage commands need no PATH: `.venv/bin/dvc exp run` from a shell whose PATH holds only the
+system's folders works, and so does a DVC queue through bin/dvc (DVC starts its queue workers as
+a bare `dvc`), whose experiments run in copies under .dvc/tmp/."""
 from __future__ import annotations
 
 import json
@@ -25,17 +26,13 @@ def project(smoke_project, tmp_path):
 
 
 def bare(project, *args, timeout=900) -> subprocess.CompletedProcess:
+    """Run `args` from a bare PATH: a bin/ command of the project, else one of the virtualenv."""
     env = {"PATH": BARE_PATH, "HOME": os.environ.get("HOME", "/root"), "PREFECT_HOME": str(project / ".prefect"),
            "PREFECT_API_URL": API_URL["url"], "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=project, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    exe = args[0] if args[0].startswith("bin/") else str(BIN / args[0])
+    proc = subprocess.run([exe, *args[1:]], cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{' '.join(args)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
-
-
-def experiments(project) -> list[dict]:
-    rows = json.loads(bare(project, "dvc", "exp", "show", "--json").stdout)
-    return [exp for rev in rows for exp in (rev.get("experiments") or [])]
 
 
 def test_dvc_exp_run_works_from_a_bare_path(project):
@@ -48,11 +45,11 @@ def test_dvc_exp_run_works_from_a_bare_path(project):
 
 def test_a_dvc_queue_runs_two_experiments_from_a_bare_path(project):
     for temperature in (2, 3):
-        bare(project, "dvc", "exp", "run", "--queue", "-S", f"distill.temperature={temperature}")
-    bare(project, "dvc", "queue", "start")
+        bare(project, "bin/dvc", "exp", "run", "--queue", "-S", f"distill.temperature={temperature}")
+    bare(project, "bin/dvc", "queue", "start")
     deadline = time.time() + 900
     while time.time() < deadline:
-        status = bare(project, "dvc", "queue", "status").stdout
+        status = bare(project, "bin/dvc", "queue", "status").stdout
         if "Queued" not in status and "Running" not in status:
             break
         time.sleep(5)
