@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +55,6 @@ def git(root: Path, *args: str) -> None:
                    capture_output=True)
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_compare_diffs_metrics_against_a_revision(tmp_path, capsys):
     git(tmp_path, "init", "-q")
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True, capture_output=True)

@@ -1,11 +1,7 @@
 """The loop's device plan: bf16 autocast, channels_last, torch.compile, data placement."""
 from __future__ import annotations
 
-import shutil
-import sysconfig
-from pathlib import Path
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -65,9 +61,6 @@ def test_channels_last_reaches_the_batch_and_the_convolutions():
                   (torch.rand(4, 1, 8), torch.zeros(4, dtype=torch.long))])).channels_last is False  # 1-D input
 
 
-@pytest.mark.skipif(not ((shutil.which("cc") or shutil.which("gcc"))
-                         and (Path(sysconfig.get_paths()["include"]) / "Python.h").exists()),
-                    reason="torch.compile's CPU backend needs a C compiler and the Python headers")
 def test_compile_trains_through_the_compiled_module_and_saves_the_plain_one(tmp_path):
     seen, model = run(TrainConfig(epochs=1, batch_size=32, compile=True), arch_name="mlp")
     assert seen["runner"] == "OptimizedModule"

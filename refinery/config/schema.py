@@ -1,23 +1,11 @@
-"""Typed configuration for the whole pipeline: one strict pydantic model per stage.
-
-`params.yaml` is the active config. Presets in `pipelines/` are partial overrides that are
-merged onto these defaults; the merged, validated result is what gets written to
-`params.yaml`, so DVC tracks every value a stage actually used.
-
-A bad key, type or range raises `ConfigError` with one line naming the key and what is
-allowed. Nothing runs before the whole config validates.
-"""
+"""The config's schema: one strict pydantic model per stage, and the pipeline that holds them.
+Method names are checked against their registries (`registered`), the one list of them."""
 from __future__ import annotations
 
-import copy
-import hashlib
 import importlib
-import json
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
 class ConfigError(ValueError):
@@ -362,111 +350,3 @@ class PipelineConfig(Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
 
-# --------------------------------------------------------------------------- loading
-def _describe(err: dict[str, Any], model: type[BaseModel]) -> str:
-    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        parent = _submodel(model, err["loc"][:-1])
-        allowed = ", ".join(parent.model_fields) if parent else "?"
-        return f"{key}: unknown key (allowed here: {allowed})"
-    if err["type"] == "value_error":
-        msg = msg.removeprefix("Value error, ")
-    got = err.get("input")
-    if isinstance(got, dict) or (isinstance(got, list) and len(repr(got)) > 60):
-        return f"{key}: {msg}"
-    return f"{key}: {msg} (got {got!r})"
-
-
-def _submodel(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
-            return None
-        model = field.annotation
-    return model
-
-
-def validate(raw: dict[str, Any], source: str = "config") -> PipelineConfig:
-    """Validate a raw mapping; on failure raise ConfigError naming the first bad key."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys, got {type(raw).__name__}")
-    try:
-        return PipelineConfig.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        more = len(exc.errors()) - 1
-        suffix = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
-        raise ConfigError(f"{source}: {_describe(first, PipelineConfig)}{suffix}") from None
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-    return raw
-
-
-def load(path: Path) -> PipelineConfig:
-    return validate(read_yaml(path), str(path))
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse `a.b.c=value`; the value is read as YAML so numbers, lists and nulls work."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected key=value")
-    key, value = text.split("=", 1)
-    parts = key.strip().split(".")
-    if not all(parts):
-        raise ConfigError(f"--set {text!r}: empty key segment")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        parsed = value
-    return parts, parsed
-
-
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    out = copy.deepcopy(raw)
-    for text in overrides:
-        parts, value = parse_override(text)
-        node = out
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {text!r}: {part} is not a section")
-            node = child
-        node[parts[-1]] = value
-    return out
-
-
-def to_dict(cfg: BaseModel) -> dict[str, Any]:
-    return cfg.model_dump(mode="json")
-
-
-def dump_yaml(cfg: PipelineConfig) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=False)
-
-
-def config_hash(section: BaseModel | dict) -> str:
-    """A short, stable hash of a config section (sorted JSON)."""
-    data = to_dict(section) if isinstance(section, BaseModel) else section
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
