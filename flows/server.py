@@ -39,13 +39,17 @@ def owning_projects(root: Path) -> list[Path]:
 
 
 def alive(pid: int) -> bool:
+    """Whether process `pid` runs (an exited one nobody has reaped yet, a zombie, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): trust kill(0)
 
 
 def healthy(api_url: str, timeout: float = 2.0) -> bool:
