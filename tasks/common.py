@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,9 +114,16 @@ def write_manifest(ws: Workspace, name: str, cfg: C.PipelineConfig, extra: dict 
     })
 
 
+def artifact_key(text: str) -> str:
+    """`text` as a Prefect artifact key, which allows only lowercase letters, digits and dashes
+    (`distill-random_teacher-progress` -> `distill-random-teacher-progress`)."""
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", text.lower())).strip("-")
+
+
 def progress_reporter(key: str, description: str) -> Callable[[dict], None]:
     """An epoch hook that shows training progress as a Prefect progress artifact, when in a run."""
     state: dict = {}
+    key = artifact_key(key)
 
     def report(record: dict) -> None:
         pct = 100.0 * record["epoch"] / record["epochs"]
@@ -134,6 +142,6 @@ def progress_reporter(key: str, description: str) -> Callable[[dict], None]:
             else:
                 update_progress_artifact(state["id"], pct, description=text)
         except Exception as exc:  # progress is a courtesy; never fail training over it
-            log.debug("progress artifact not updated: %s", exc)
+            log.warning("progress artifact %s not updated: %s", key, exc)
 
     return report

@@ -92,3 +92,12 @@ def test_a_request_before_any_run_is_refused(project, capsys):
     assert forget(project, "--classes", "1") == 2
     assert "refinery run" in capsys.readouterr().err
     assert (project / "params.yaml").read_text() == before
+
+
+def test_messages_say_what_was_recorded_not_what_might_rerun(project, capsys):
+    assert forget(project, "--classes", "1,2") == 0
+    first = capsys.readouterr().out
+    assert "forget request recorded in params.yaml" in first and "not run (--no-run)" in first
+    assert "rerun" not in first.replace("--no-run", "")  # what reruns is for `refinery run` to say, from DVC
+    assert forget(project, "--classes", "1,2") == 0
+    assert "forget request unchanged" in capsys.readouterr().out

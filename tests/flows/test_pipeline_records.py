@@ -2,7 +2,9 @@
 stage, the run's preset and overrides on the flow run, and one task run per stage whatever DVC
 decided for it (ran, restored from the run cache, or skipped). Real CLI, real DVC, the session's
 Prefect server."""
+import json
 import shutil
+import urllib.request
 import uuid
 
 import pytest
@@ -39,6 +41,16 @@ def logs(api: str, flow_run) -> list:
                                  sort=LogSort.TIMESTAMP_ASC)
 
 
+def artifact_keys(api: str, flow_run) -> set:
+    """Keys of the flow run's artifacts (the REST call: this client sends fields the server refuses)."""
+    body = {"artifacts": {"flow_run_id": {"any_": [str(flow_run.id)]}}, "limit": 100, "offset": 0,
+            "sort": "CREATED_DESC"}
+    request = urllib.request.Request(f"{api}/artifacts/filter", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return {a["key"] for a in json.load(response)}
+
+
 def copy_of(smoke_project, tmp_path):
     dest = tmp_path / f"copy-{uuid.uuid4().hex[:6]}"
     shutil.copytree(smoke_project, dest, symlinks=True, ignore=shutil.ignore_patterns(".prefect"))
@@ -56,6 +68,10 @@ def test_stage_log_lines_are_in_prefect_under_their_task_run(smoke_project, shar
     assert any(stage == "teacher" and "epoch 1/" in message for stage, message in lines), lines
     assert any(stage == "evaluate" and " acc 0." in message for stage, message in lines), lines
     assert any(stage == "unlearn" and " UA " in message for stage, message in lines), lines
+    # every training run's progress artifact, the random-teacher control's too (its name has an underscore)
+    keys = artifact_keys(shared_server, flow_run)
+    assert {"teacher-progress", "upcycle-progress", "distill-student-progress", "distill-random-teacher-progress",
+            "pipeline-stages"} <= keys, keys
 
 
 def test_every_stage_is_a_task_run_when_all_are_skipped_or_restored(smoke_project, shared_server, tmp_path):
