@@ -95,9 +95,10 @@ def cmd_run(args: argparse.Namespace, root: Path, forget_request: bool = False) 
         if not os.environ.get("PREFECT_API_URL"):
             return 0  # a temporary server only to record six skips would cost more than the check
     else:
-        then = f"; then, if their inputs change: {listed(todo.downstream)}" if todo.downstream else ""
-        say(f"pipeline '{cfg.name}': to run (or restore from DVC's run cache): {listed(todo.stale)}{then}; "
-            f"up to date: {listed(todo.fresh)}")
+        parts = [f"to run (or restore from DVC's run cache): {listed(todo.stale)}"]
+        parts += [f"then, if their inputs change: {listed(todo.downstream)}"] * bool(todo.downstream)
+        parts += [f"up to date: {listed(todo.fresh)}"] * bool(todo.fresh)
+        say(f"pipeline '{cfg.name}': {'; '.join(parts)}")
     say_prefect()
     from prefect import tags
 
