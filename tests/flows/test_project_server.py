@@ -126,3 +126,22 @@ def test_stopping_ui_stops_its_server(project, how):
         if server_pid and alive(server_pid):  # a failed check must not leave a server behind either
             os.killpg(server_pid, signal.SIGKILL)
         log.close()
+
+
+def test_a_stale_state_file_is_ignored_and_removed(tmp_path):
+    from flows.server import find_server, state_file
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    state_file(tmp_path).parent.mkdir()
+    state_file(tmp_path).write_text(json.dumps({"api_url": f"http://127.0.0.1:{free_port()}/api", "pid": gone.pid}))
+    assert find_server(tmp_path) is None
+    assert not state_file(tmp_path).exists()
+
+
+def test_dvc_experiment_copies_find_their_projects_server(tmp_path):
+    from flows.server import owning_projects
+
+    copy = tmp_path / "proj" / ".dvc" / "tmp" / "exps" / "standalone" / "tmpabc"
+    assert owning_projects(copy) == [copy, tmp_path / "proj"]
+    assert owning_projects(tmp_path / "proj") == [tmp_path / "proj"]
