@@ -69,6 +69,15 @@ def refresh_user_data(root: str) -> str:
     return f"user data {cfg.data.path}: fingerprint {cfg.data.fingerprint}"
 
 
+def preset_name(root: str) -> str:
+    """The `name` params.yaml records (the preset it came from), for the pipeline's flow run."""
+    from refinery import config as C
+
+    params = Path(root) / "params.yaml"
+    raw = C.read_yaml(params) if params.exists() else {}
+    return str(raw.get("name", "params.yaml")) if isinstance(raw, dict) else "params.yaml"
+
+
 @flow(name="refinery-nightly", log_prints=True)
 def nightly_flow(root: str) -> dict:
     from prefect.concurrency.sync import concurrency
@@ -81,7 +90,7 @@ def nightly_flow(root: str) -> dict:
     # The pipeline holds DVC's workspace lock throughout, so it also holds the `dvc` slot: a
     # sweep in the same workspace waits for it instead of failing on the lock.
     with concurrency(DVC_LIMIT, occupy=1, strict=True):
-        table = pipeline_flow(root=root)
+        table = pipeline_flow(root=root, pipeline=preset_name(root))
     pushed = push(root)
     logger.info("%s", pushed)
     return {"pull": pulled, "stages": table, "push": pushed}
