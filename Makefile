@@ -51,7 +51,7 @@ lint: setup
 
 # Speed benches: each prints its ratios, measured side by side in one run, on its last line.
 # Quality tables (minutes each): python -m bench.{teacher,upcycle,distill,unlearn}_quality
-BENCHES := train moe distill unlearn
+BENCHES := train moe distill unlearn cli
 
 bench: setup
 	@for b in $(BENCHES); do echo "== bench.$$b"; $(BIN)/python -m bench.$$b || exit 1; done
