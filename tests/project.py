@@ -53,6 +53,11 @@ def metrics(project: Path) -> dict:
     return json.loads((project / "data" / "reports" / "metrics.json").read_text())
 
 
+def details(project: Path) -> dict:
+    """What the report keeps beside the DVC metrics: per-model cost and wall-clock times."""
+    return json.loads((project / "data" / "reports" / "details.json").read_text())
+
+
 def without_timings(obj):
     if isinstance(obj, dict):
         return {k: without_timings(v) for k, v in obj.items() if k not in TIMING_KEYS and "seconds" not in k}
