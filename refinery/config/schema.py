@@ -302,8 +302,6 @@ class SISAConfig(Strict):
     slices: int = Field(4, ge=1, le=256)
 
 
-
-
 class UnlearnConfig(Strict):
     methods: list[UnlearnMethod] = Field(default_factory=lambda: ["retrain", "finetune", "ssd"])
     target: Literal["student", "teacher", "upcycle"] = "student"
