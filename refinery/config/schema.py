@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -227,6 +227,9 @@ class DistillConfig(Strict):
         "dual_head: BinaryKL-Norm summed over classes, mean over samples (the reference), or mean over both"))
     student: ModelConfig = Field(default_factory=lambda: ModelConfig(dim=32, heads=2, depth=1, conv_channels=16))
     train: TrainConfig = Field(default_factory=TrainConfig)
+    train_fraction: float = Field(1.0, gt=0.0, le=1.0, description=(
+        "the student and its from-scratch baseline train on this seeded random fraction of the training split, "
+        "the same subset for both, stratified by class (KD at reduced data); the teacher keeps all of it"))
 
     @model_validator(mode="after")
     def _multi_teacher_needs_experts(self) -> DistillConfig:
@@ -313,6 +316,9 @@ class UnlearnConfig(Strict):
     lfssd: LFSSDConfig = Field(default_factory=LFSSDConfig)
     sisa: SISAConfig = Field(default_factory=SISAConfig)
     audit: bool = Field(True, description="probe, relearn and noise checks per method (data/unlearn/metrics.json)")
+    relearn_epochs: int = Field(2, ge=0, le=1000, description=(
+        "relearning check: fine-tune each unlearned model and retrain on D_r alone for this many epochs and report "
+        "how much forget accuracy comes back against retrain (refinery/unlearn/relearn.py); 0 turns it off"))
     select_lr: bool = Field(True, description=(
         "choose each trained method's LR from its lr_grid by the smallest Avg.Gap to retrain on a VALIDATION "
         "request drawn from the training split (never the reported forget set, never the test split); "
@@ -337,7 +343,11 @@ class EvaluateConfig(Strict):
 # --------------------------------------------------------------------------- pipeline
 class PipelineConfig(Strict):
     name: str = "digits"
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    seed: int = Field(0, ge=0, le=2**31 - 1, description=(
+        "the data seed (split, forget request) and, without `seeds`, the training seed"))
+    seeds: list[int] | None = Field(None, description=(
+        "a seed group: the pipeline trains once per seed (data/seeds/<seed>/), over the one split and forget "
+        "request that `seed` draws, and the report gives means, 95% CIs and paired verdicts over the seeds"))
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataConfig = Field(default_factory=DataConfig)
     forget: ForgetConfig = Field(default_factory=ForgetConfig)
@@ -348,3 +358,15 @@ class PipelineConfig(Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
 
+    @field_validator("seeds")
+    @classmethod
+    def _seed_group(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is None:
+            return None
+        if len(seeds) < 2:
+            raise ValueError("a seed group needs at least two seeds (for one, set `seed` and leave `seeds` out)")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds has duplicates: {seeds}")
+        if any(s < 0 or s > 2**31 - 1 for s in seeds):
+            raise ValueError(f"seeds must lie in 0..2**31-1, got {seeds}")
+        return seeds
