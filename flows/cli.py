@@ -1,7 +1,7 @@
 """The `refinery` command line.
 
-    refinery run [--pipeline NAME] [--set key=value ...] [--force]
-    refinery stage NAME
+    refinery run [--pipeline NAME] [--set key=value ...] [--seeds 5] [--force]
+    refinery stage NAME [--seed S]
     refinery forget (--ids FILE | --classes 3,7 | --fraction 0.1) [--exact] [--no-run]
     refinery report
     refinery ui [--port 4200]
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.stages import STAGE_NAMES
+from tasks.stages import AGGREGATE, STAGE_NAMES
 
 from .env import configure, find_root, use_project_server
 
@@ -81,10 +81,13 @@ def cmd_run(args: argparse.Namespace, root: Path, forget_request: bool = False) 
     from refinery.resolve import resolve_config, write_params
     from tasks.stages import sync_dvc_yaml
 
-    cfg = resolve_config(root, args.pipeline, args.set or [])
+    cfg = resolve_config(root, args.pipeline, [*(args.set or []), *seeds_override(getattr(args, "seeds", None))])
     write_params(root, cfg)
-    if sync_dvc_yaml(root):  # an edit added an import: the stage now depends on that file too
-        say("dvc.yaml rewritten: a stage's code imports changed (commit it with the code)")
+    if sync_dvc_yaml(root):  # an edit added an import, or the seed group changed: the stage list follows
+        say("dvc.yaml rewritten: the stages' code imports or the seed group changed (commit it with the code)")
+    if cfg.seeds:
+        say(f"seed group of {len(cfg.seeds)} seeds {cfg.seeds}: each trains under data/seeds/<seed>/ on the split of "
+            f"seed {cfg.seed}; data/reports/ holds the means, 95% CIs and paired verdicts")
     from .dvc_runner import plan
 
     todo = plan(root)
@@ -115,14 +118,33 @@ def cmd_run(args: argparse.Namespace, root: Path, forget_request: bool = False) 
     return 0
 
 
+def seeds_override(text: str | None) -> list[str]:
+    """`--seeds 5` -> seeds 0..4; `--seeds 0,3,7` -> those; `--seeds 1` -> no group (one seed, `seed`)."""
+    if text is None:
+        return []
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds: expected a count (5) or comma-separated seeds (0,1,2), got {text!r}") from None
+    if len(values) == 1:
+        if values[0] < 1:
+            raise UsageError(f"--seeds: a count must be at least 1, got {values[0]}")
+        values = list(range(values[0]))
+    return ["seeds=null"] if len(values) == 1 else [f"seeds=[{','.join(map(str, values))}]"]
+
+
 def cmd_stage(args: argparse.Namespace, root: Path) -> int:
     from refinery import config as C
 
+    from tasks.stages import SEEDED_STAGES, dvc_name
+
     cfg = C.load(root / "params.yaml")  # fail on a bad config before Prefect starts
+    if args.seed is not None and args.name not in SEEDED_STAGES:
+        raise UsageError(f"stage {args.name}: --seed names a member of a seed group; {args.name} has none")
     say_prefect()
     from .pipeline import stage_flow
 
-    stage_flow(name=args.name, root=str(root), pipeline=cfg.name)
+    stage_flow(name=dvc_name(args.name, args.seed), root=str(root), pipeline=cfg.name)
     return 0
 
 
@@ -185,7 +207,7 @@ def cmd_forget(args: argparse.Namespace, root: Path) -> int:
     if args.no_run:
         say("not run (--no-run): `refinery run` processes it")
         return 0
-    return cmd_run(argparse.Namespace(pipeline=None, set=[], force=False), root, forget_request=True)
+    return cmd_run(argparse.Namespace(pipeline=None, set=[], force=False, seeds=None), root, forget_request=True)
 
 
 def cmd_report(args: argparse.Namespace, root: Path) -> int:
@@ -284,8 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pipeline", help="a preset from pipelines/ (smoke, digits, mnist1d)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     run.add_argument("--force", action="store_true", help="rerun every stage")
+    run.add_argument("--seeds", metavar="N|S1,S2,...",
+                     help="a seed group: N seeds (0..N-1) or the seeds listed; the report gives means, 95%% CIs "
+                          "and paired verdicts over them (`--seeds 1`: one seed, no group)")
     stage = sub.add_parser("stage", help="run one stage (what dvc.yaml calls)")
-    stage.add_argument("name", choices=STAGE_NAMES)
+    stage.add_argument("name", choices=[*STAGE_NAMES, AGGREGATE])
+    stage.add_argument("--seed", type=int, help="the member of a seed group to run it for")
     forget = sub.add_parser("forget", help="record a deletion request and rerun what it affects")
     group = forget.add_mutually_exclusive_group(required=True)
     group.add_argument("--ids", help="CSV or Parquet file with a sample_id column")

@@ -15,7 +15,7 @@ import torch
 from refinery import config as C
 from refinery.store import path_hash, write_json
 
-from .stages import stage
+from .stages import Stage, declared
 
 log = logging.getLogger("refinery")
 
@@ -31,7 +31,10 @@ def find_root(start: Path | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Workspace:
+    """The project at `root`, as one member of a seed group when `seed` is set: then every stage
+    after prepare reads and writes under data/seeds/<seed>/ and trains with that seed."""
     root: Path
+    seed: int | None = None
 
     @classmethod
     def here(cls) -> Workspace:
@@ -41,19 +44,26 @@ class Workspace:
     def params(self) -> Path:
         return self.root / "params.yaml"
 
+    def declared(self, name: str, seeds: list[int] | None = None) -> Stage:
+        """Stage `name`'s declaration as this workspace runs it (tasks/stages.py)."""
+        return declared(name, self.seed, seeds)
+
     def stage_dir(self, name: str) -> Path:
         """The folder of a stage's outputs (where its manifest lives)."""
-        return self.root / Path(stage(name).manifest).parent
+        return self.root / Path(self.declared(name).manifest).parent
 
     def resume_path(self, name: str) -> Path:
         """Per-epoch training state; outside DVC's outputs so it survives a crash and a rerun."""
-        return self.root / ".refinery" / "resume" / f"{name}.zarr"
+        member = "" if self.seed is None else f"-seed{self.seed}"
+        return self.root / ".refinery" / "resume" / f"{name}{member}.zarr"
 
     def clear_resume(self, name: str) -> None:
         shutil.rmtree(self.resume_path(name), ignore_errors=True)
 
     def config(self) -> C.PipelineConfig:
-        return C.load(self.params)
+        """The config a stage runs with: params.yaml, with a group member's own training seed."""
+        cfg = C.load(self.params)
+        return cfg if self.seed is None else cfg.model_copy(update={"seed": self.seed})
 
 
 def pick_device(choice: str) -> torch.device:
@@ -88,7 +98,7 @@ def params_of(cfg: C.PipelineConfig, keys: Iterable[str]) -> dict:
 def stage_identity(ws: Workspace, cfg: C.PipelineConfig, name: str, **extra) -> dict:
     """Everything a stage's training run depends on besides its code: every param the stage
     declares and the content hash of every input. Training resumes only under the same identity."""
-    decl = stage(name)
+    decl = ws.declared(name)
     return {"stage": name, "params": params_of(cfg, decl.params), "inputs": input_hashes(ws, decl.deps), **extra}
 
 
@@ -101,7 +111,7 @@ def write_manifest(ws: Workspace, name: str, cfg: C.PipelineConfig, extra: dict 
                    extra_inputs: Iterable[Path] = ()) -> None:
     """Record the stage's config (its declared params) and the content hashes of its declared
     inputs and outputs (tasks/stages.py), plus `extra` sections and inputs named in params."""
-    decl = stage(name)
+    decl = ws.declared(name, cfg.seeds)
     sections = dict(params_of(cfg, decl.recorded_params), **(extra or {}))
     outputs = [o for o in (*decl.outs, *decl.uncached) if o != decl.manifest and (ws.root / o).exists()]
     write_json(ws.root / decl.manifest, {

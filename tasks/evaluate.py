@@ -16,7 +16,7 @@ from refinery.train import predict_logits
 
 from .common import Workspace, log, write_manifest
 from .models import load_model
-from .stages import STAGE_NAMES, stage
+from .stages import STAGE_NAMES
 
 HISTORY_STAGES = ("teacher", "upcycle", "distill")
 COST_KEYS = ("params", "active_params", "flops_per_sample", "latency_ms", "throughput")
@@ -30,6 +30,9 @@ def model_paths(ws: Workspace) -> dict:
     """Checkpoint path of every model to score, keyed by the name the report uses."""
     paths = {"teacher": ws.stage_dir("teacher") / "model.zarr", "upcycle": ws.stage_dir("upcycle") / "model.zarr",
              "student": ws.stage_dir("distill") / "student.zarr", "scratch": ws.stage_dir("distill") / "scratch.zarr"}
+    dense = ws.stage_dir("upcycle") / "dense.zarr"  # the teacher trained for the MoE's extra steps
+    if dense.exists():
+        paths["dense_continued"] = dense
     for path in sorted((ws.stage_dir("unlearn") / "models").glob("*.zarr")):
         paths[f"unlearn_{path.stem}"] = path
     return paths
@@ -38,7 +41,7 @@ def model_paths(ws: Workspace) -> dict:
 def report_inputs_paths(ws: Workspace) -> list:
     """Non-model files the report reads: the evaluate stage's declared inputs that are tables,
     metrics and manifests (tasks/stages.py)."""
-    paths = [ws.root / dep for dep in stage("evaluate").deps if dep.endswith((".parquet", ".json"))]
+    paths = [ws.root / dep for dep in ws.declared("evaluate").deps if dep.endswith((".parquet", ".json"))]
     return [p for p in paths if p.exists()]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -49,6 +49,14 @@ class Stage:
         """The outputs a rerun with the same seed must reproduce bit for bit."""
         return tuple(o for o in self.outs if o != self.manifest and o not in self.timed)
 
+    def for_seed(self, seed: int) -> Stage:
+        """This stage as one member of a seed group: its own outputs under data/seeds/<seed>/,
+        reading the shared prepared data and its own seed's upstream outputs. A member's metrics
+        file is a plain output: DVC's metrics are the group's aggregate (data/reports/metrics.json)."""
+        move = lambda paths: tuple(seeded_path(p, seed) for p in paths)  # noqa: E731
+        return replace(self, deps=move(self.deps), outs=move(self.outs), uncached=move(self.uncached + self.metrics),
+                       timed=move(self.timed), metrics=())
+
 
 P, T, U, D, N, R = "data/prepared", "data/teacher", "data/upcycle", "data/distill", "data/unlearn", "data/reports"
 
@@ -59,8 +67,8 @@ PIPELINE: tuple[Stage, ...] = (
           outs=(f"{T}/model.zarr", f"{T}/history.parquet", f"{T}/manifest.json"), timed=(f"{T}/history.parquet",),
           uncached=(f"{T}/metrics.json",), manifest_params=("seed", "teacher")),
     Stage("upcycle", deps=(f"{P}/arrays.zarr", f"{T}/model.zarr"), params=("seed", "device", "upcycle"), gpu=True,
-          outs=(f"{U}/model.zarr", f"{U}/dense.zarr", f"{U}/history.parquet", f"{U}/experts.parquet", f"{U}/recipes.parquet",
-                f"{U}/manifest.json"), timed=(f"{U}/history.parquet",),
+          outs=(f"{U}/model.zarr", f"{U}/dense.zarr", f"{U}/history.parquet", f"{U}/experts.parquet",
+                f"{U}/recipes.parquet", f"{U}/manifest.json"), timed=(f"{U}/history.parquet",),
           uncached=(f"{U}/metrics.json",), manifest_params=("seed", "upcycle")),
     Stage("distill", deps=(f"{P}/arrays.zarr", f"{T}/model.zarr", f"{U}/model.zarr"),
           params=("seed", "device", "distill"), gpu=True,
@@ -87,6 +95,65 @@ PIPELINE: tuple[Stage, ...] = (
 STAGES: dict[str, Stage] = {s.name: s for s in PIPELINE}
 STAGE_NAMES: tuple[str, ...] = tuple(STAGES)
 GPU_STAGES = frozenset(s.name for s in PIPELINE if s.gpu)
+
+# --------------------------------------------------------------------------- seed groups
+# With `seeds: [...]` every stage after prepare runs once per seed, over the one split and
+# forget request that `seed` draws (so the seeds' models differ only in their training
+# randomness, paired verdicts compare methods rather than splits, and per-sample KLoM sees the
+# same samples under every seed); `aggregate` then summarises the group in data/reports/.
+SEED_ROOT = "data/seeds"
+SHARED = (P,)              # artifacts every member of a group reads, made once
+SEEDED_STAGES: tuple[str, ...] = tuple(s.name for s in PIPELINE if s.name != "prepare")
+AGGREGATE = "aggregate"
+
+
+def seeded_path(path: str, seed: int) -> str:
+    """data/teacher/model.zarr -> data/seeds/<seed>/teacher/model.zarr (shared paths unchanged)."""
+    if path.startswith(SHARED) or not path.startswith("data/"):
+        return path
+    return f"{SEED_ROOT}/{seed}/{path.removeprefix('data/')}"
+
+
+def aggregate_stage(seeds: list[int]) -> Stage:
+    """The stage that reads every member's results and writes the group's report and metrics."""
+    reads = (f"{R}/metrics.json", f"{R}/details.json", f"{R}/plots", f"{N}/margins.parquet")
+    deps = tuple(seeded_path(r, s) for s in seeds for r in reads)
+    return Stage(AGGREGATE, deps=deps, params=("seed", "seeds", "evaluate"),
+                 outs=(f"{R}/report.md", f"{R}/report.html", f"{R}/details.json", f"{R}/manifest.json"),
+                 timed=(f"{R}/report.md", f"{R}/report.html", f"{R}/details.json"),
+                 uncached=(f"{R}/plots",), metrics=(f"{R}/metrics.json",))
+
+
+def dvc_name(name: str, seed: int | None) -> str:
+    """The name of a stage in dvc.yaml: `teacher`, or `teacher-seed3` for a member of a group."""
+    return name if seed is None else f"{name}-seed{seed}"
+
+
+def parse_dvc_name(text: str) -> tuple[str, int | None]:
+    """`teacher-seed3` -> ("teacher", 3); `teacher` -> ("teacher", None)."""
+    name, sep, seed = text.rpartition("-seed")
+    if sep and seed.isdigit() and name in SEEDED_STAGES:
+        return name, int(seed)
+    return text, None
+
+
+def declared(name: str, seed: int | None = None, seeds: list[int] | None = None) -> Stage:
+    """The declaration of stage `name`, as the member for `seed` of a group, or the group's aggregate."""
+    if name == AGGREGATE:
+        if not seeds:
+            raise ValueError("stage 'aggregate' summarises a seed group; params.yaml sets no `seeds`")
+        return aggregate_stage(seeds)
+    decl = stage(name)
+    return decl.for_seed(seed) if seed is not None and name in SEEDED_STAGES else decl
+
+
+def instances(seeds: list[int] | None) -> list[tuple[str, Stage, int | None]]:
+    """Every stage of dvc.yaml as (dvc name, declaration, seed): the pipeline, or with a seed
+    group, prepare, each member's stages and the aggregate."""
+    if not seeds:
+        return [(s.name, s, None) for s in PIPELINE]
+    members = [(dvc_name(n, seed), declared(n, seed), seed) for seed in seeds for n in SEEDED_STAGES]
+    return [(PIPELINE[0].name, PIPELINE[0], None), *members, (AGGREGATE, aggregate_stage(seeds), None)]
 
 
 def stage(name: str) -> Stage:
@@ -142,8 +209,8 @@ def code_modules(entry: str, root: Path = ROOT) -> dict[str, Path]:  # noqa: B01
 
 
 def code_deps(name: str, root: Path = ROOT) -> list[str]:
-    """The files of `name`'s code, relative to the root, sorted."""
-    return sorted(str(f.relative_to(root)) for f in code_modules(stage(name).module, root).values())
+    """The files of stage `name`'s code (module tasks.<name>), relative to the root, sorted."""
+    return sorted(str(f.relative_to(root)) for f in code_modules(f"tasks.{name}", root).values())
 
 
 # --------------------------------------------------------------------------- dvc.yaml
@@ -172,8 +239,9 @@ PLOTS = [
 ]
 
 
-def dvc_stage(s: Stage, root: Path = ROOT) -> dict:
-    out: dict = {"cmd": f"bin/refinery stage {s.name}", "deps": [*s.deps, *code_deps(s.name, root)],
+def dvc_stage(s: Stage, root: Path = ROOT, seed: int | None = None) -> dict:
+    cmd = f"bin/refinery stage {s.name}" + (f" --seed {seed}" if seed is not None else "")
+    out: dict = {"cmd": cmd, "deps": [*s.deps, *code_deps(s.name, root)],
                  "params": list(s.params), "outs": [*s.outs, *({u: {"cache": False}} for u in s.uncached)]}
     if s.metrics:
         out["metrics"] = [{m: {"cache": False}} for m in s.metrics]
@@ -182,18 +250,29 @@ def dvc_stage(s: Stage, root: Path = ROOT) -> dict:
     return out
 
 
-def render_dvc_yaml(root: Path = ROOT) -> str:
+def render_dvc_yaml(root: Path = ROOT, seeds: list[int] | None = None) -> str:
     import yaml
 
-    doc = {"stages": {s.name: dvc_stage(s, root) for s in PIPELINE}, "plots": PLOTS}
+    stages = {name: dvc_stage(s, root, seed) for name, s, seed in instances(seeds)}
+    doc = {"stages": stages, "plots": PLOTS}
     return HEADER + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=120)
 
 
+def params_seeds(root: Path) -> list[int] | None:
+    """The seed group params.yaml asks for (None without one), read without validating the rest."""
+    import yaml
+
+    path = root / "params.yaml"
+    raw = yaml.safe_load(path.read_text()) if path.exists() else None
+    seeds = raw.get("seeds") if isinstance(raw, dict) else None
+    return [int(s) for s in seeds] if isinstance(seeds, list) and len(seeds) > 1 else None
+
+
 def sync_dvc_yaml(root: Path = ROOT) -> bool:
-    """Rewrite `root`/dvc.yaml when the declaration or the imports changed; True if rewritten."""
+    """Rewrite `root`/dvc.yaml when the declaration, the imports or the seed group changed; True if rewritten."""
     from refinery.store import write_text
 
-    text, path = render_dvc_yaml(root), root / "dvc.yaml"
+    text, path = render_dvc_yaml(root, params_seeds(root)), root / "dvc.yaml"
     if path.exists() and path.read_text() == text:
         return False
     write_text(path, text)
@@ -202,7 +281,7 @@ def sync_dvc_yaml(root: Path = ROOT) -> bool:
 
 def main(argv: list[str]) -> int:
     if "--check" in argv:
-        if (ROOT / "dvc.yaml").read_text() != render_dvc_yaml():
+        if (ROOT / "dvc.yaml").read_text() != render_dvc_yaml(ROOT, params_seeds(ROOT)):
             print(f"{ROOT / 'dvc.yaml'}: stale; run `.venv/bin/python -m tasks.stages` to rewrite it", file=sys.stderr)
             return 1
         return 0
