@@ -17,6 +17,7 @@ from rich.table import Table
 from refinery.report import format_cell
 
 METRICS = Path("data/reports/metrics.json")
+DETAILS = Path("data/reports/details.json")
 MODEL_COLUMNS = ["test_acc", "nll", "ece", "params", "active_params", "flops_per_sample", "latency_ms", "throughput"]
 PIPELINE_ORDER = ["teacher", "upcycle", "student", "scratch"]
 UNLEARN_COLUMNS = ["UA", "RA", "TA", "MIA", "gap", "seconds"]
@@ -29,11 +30,22 @@ def make_console() -> Console:
 
 
 def load_metrics(root: Path) -> dict:
-    """data/reports/metrics.json, or a FileNotFoundError whose message is the one-line fix."""
+    """data/reports/metrics.json merged with details.json (cost, times), or a FileNotFoundError
+    whose message is the one-line fix."""
     path = root / METRICS
     if not path.exists():
         raise FileNotFoundError(f"{METRICS} not found; run `make run` first (or `refinery run`)")
-    return json.loads(path.read_text())
+    metrics = json.loads(path.read_text())
+    details = root / DETAILS
+    return merged(metrics, json.loads(details.read_text())) if details.exists() else metrics
+
+
+def merged(a: dict, b: dict) -> dict:
+    """`a` with `b`'s keys added, section by section (the two files never hold the same leaf)."""
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = merged(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+    return out
 
 
 def model_rows(metrics: dict) -> dict[str, dict]:
@@ -71,9 +83,41 @@ def provenance_line(root: Path) -> str:
     return f"evaluate config {config}; full report: data/reports/report.html (and report.md)"
 
 
+def interval(summary: dict | None, scale: float = 1.0) -> str:
+    """A seed group's `mean [low, high]` cell."""
+    if not isinstance(summary, dict) or summary.get("mean") is None:
+        return ""
+    low, high = summary.get("ci_low"), summary.get("ci_high")
+    spread = f" [{low * scale:.2f}, {high * scale:.2f}]" if low is not None and high is not None else ""
+    return f"{summary['mean'] * scale:.2f}{spread}"
+
+
+def print_group_summary(metrics: dict, console: Console) -> None:
+    """A seed group: each model's accuracy with its 95% CI, and every paired verdict."""
+    models = Table(title=f"Models on the test set, {len(metrics.get('seeds', []))} seeds: accuracy % "
+                         "(mean [95% CI])", title_justify="left")
+    for column in ("model", "test_acc", "ece"):
+        models.add_column(column, justify="left" if column == "model" else "right")
+    for name, row in metrics.get("quality", {}).items():
+        models.add_row(name, interval(row.get("test_acc"), 100.0), interval(row.get("ece")))
+    console.print(models)
+    verdicts = Table(title="Paired verdicts over seeds (paired t-test)", title_justify="left")
+    for column in ("comparison", "mean diff", "95% CI", "p", "verdict"):
+        verdicts.add_column(column)
+    for v in metrics.get("verdicts", {}).values():
+        num = lambda x, spec="+.4g": "n/a" if x is None else format(x, spec)  # noqa: E731  (NaN is stored as null)
+        verdicts.add_row(v["label"], num(v["mean_diff"]), f"[{num(v['ci_low'])}, {num(v['ci_high'])}]",
+                         num(v["p_value"], ".3g"), v["verdict"])
+    console.print(verdicts)
+
+
 def print_summary(root: Path, console: Console) -> None:
     """The per-model table and the unlearning audit table."""
     metrics = load_metrics(root)
+    if "verdicts" in metrics:  # a seed group's aggregate
+        print_group_summary(metrics, console)
+        console.print(provenance_line(root))
+        return
     console.print(rich_table("Models on the test set", "model", MODEL_COLUMNS, model_rows(metrics)))
     unlearn = {k: v for k, v in metrics.get("unlearn", {}).items() if isinstance(v, dict)}
     if unlearn:
