@@ -1,10 +1,17 @@
 """distill: cache the teacher's logits, train the student with the configured KD loss, and the
 two controls every KD result is reported beside: `scratch` (the same student, CE only) and
 `random_teacher` (the same student and loss, distilled from an untrained teacher of the
-teacher's architecture)."""
+teacher's architecture).
+
+With `distill.train_fraction` < 1 the student and both controls train on the same seeded,
+class-stratified subset of the training split (KD at reduced data); validation, test and the
+teacher-logit cache keep the whole of their splits.
+"""
 from __future__ import annotations
 
-from refinery.data import load_prepared
+from dataclasses import replace
+
+from refinery.data import load_prepared, stratified_subset
 from refinery.distill import TeacherTable, attached, cache, make_loss
 from refinery.models import build_model, count_params, make_arch
 from refinery.store import write_json
@@ -68,9 +75,11 @@ def distill(ws: Workspace) -> None:
     # Training reads the cache (augmentation is off, so the teacher's logits never change).
     lookups = {"student": cached_teacher(out / "teacher_logits.zarr", num_samples, device), "scratch": None,
                "random_teacher": random_teacher_table(cfg, teacher_arch, data, device)}
+    # Every run trains on the same subset (the whole split at fraction 1.0, with no draw).
+    reduced = replace(data, train=stratified_subset(data.train, cfg.distill.train_fraction, cfg.seed))
     models, runs = {}, {}
     for run in RUNS:
-        models[run], arch, runs[run] = train_student(cfg, data, device, run, lookups[run], ws)
+        models[run], arch, runs[run] = train_student(cfg, reduced, device, run, lookups[run], ws)
     test = data.test.to(device)
     for run in RUNS:
         source = {"scratch": None, "random_teacher": "untrained"}.get(run, cfg.distill.teacher)
@@ -84,6 +93,7 @@ def distill(ws: Workspace) -> None:
     metrics["student"]["params"] = count_params(models["student"])
     metrics["teacher"] = {"test_acc": accuracy(teacher, test), "source": cfg.distill.teacher}
     metrics["loss"] = cfg.distill.loss
+    metrics["train_fraction"], metrics["train_samples"] = cfg.distill.train_fraction, len(reduced.train)
     write_json(out / "metrics.json", metrics)
     log.info("distill: student (%s) %.4f, scratch %.4f, random teacher %.4f, teacher %.4f", cfg.distill.loss,
              metrics["student"]["test_acc"], metrics["scratch"]["test_acc"], metrics["random_teacher"]["test_acc"],

@@ -50,6 +50,23 @@ class Arrays:
         return Arrays(self.x.to(device), self.y.to(device), self.ids.to(device))
 
 
+def stratified_subset(arrays: Arrays, fraction: float, seed: int) -> Arrays:
+    """A seeded random `fraction` of `arrays`, stratified by class: round(fraction * n_c) samples
+    (at least 1) of each class c, in their original order. The same (arrays, fraction, seed) always
+    gives the same samples; fraction 1.0 returns `arrays` itself and draws nothing."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if fraction == 1.0:
+        return arrays
+    rng = np.random.default_rng(seed)
+    y = arrays.y.cpu().numpy()
+    keep = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        keep[rng.permutation(members)[:max(1, int(round(fraction * len(members))))]] = True
+    return arrays.subset(torch.from_numpy(keep).to(arrays.y.device))
+
+
 @dataclass
 class Prepared:
     train: Arrays

@@ -2,12 +2,16 @@
 directly (no teacher/upcycle stage run), then `distill` for a few losses."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+import tasks.distill
 from refinery import config as C
+from refinery.data import load_prepared, stratified_subset
 from refinery.models import attach_moe, build_model, count_params, make_arch
 from refinery.store import load_checkpoint, read_arrays, read_json
+from refinery.train import fit
 from tasks.common import Workspace
 from tasks.distill import distill
 from tasks.models import load_model, save_model
@@ -44,6 +48,8 @@ def test_stage_writes_student_and_both_controls(tmp_path, loss):
         assert 0.0 <= metrics[run]["test_acc"] <= 1.0
         assert (out / f"{run}.zarr").exists()
     assert metrics["loss"] == loss
+    assert metrics["train_fraction"] == 1.0
+    assert metrics["train_samples"] == len(load_prepared(ws.stage_dir("prepare") / "arrays.zarr").train)
     # the deployed student is the plain backbone: no auxiliary head or router in the checkpoint
     tensors, attrs = load_checkpoint(out / "student.zarr")
     assert not any(k.startswith("distill_loss") for k in tensors)
@@ -58,3 +64,27 @@ def test_heterogeneous_pair_mlp_teacher_cct_student(tmp_path):
     distill(ws)
     _, attrs = load_checkpoint(ws.stage_dir("distill") / "student.zarr")
     assert attrs["arch"]["backbone"]["arch"] == "cct"
+
+
+
+def test_train_fraction_trains_every_run_on_the_same_stratified_subset(tmp_path, monkeypatch):
+    seen = {}
+
+    def recording_fit(model, train, cfg, **kw):
+        seen[kw["desc"]] = train.ids.clone()
+        return fit(model, train, cfg, **kw)
+
+    monkeypatch.setattr(tasks.distill, "fit", recording_fit)
+    ws = workspace(tmp_path, train_fraction=0.25)
+    distill(ws)
+    data = load_prepared(ws.stage_dir("prepare") / "arrays.zarr")
+    kept = stratified_subset(data.train, 0.25, seed=ws.config().seed)
+    assert sorted(seen) == ["student (random_teacher)", "student (scratch)", "student (student)"]
+    assert all(torch.equal(ids, kept.ids) for ids in seen.values())
+    counts, full = np.bincount(kept.y.numpy(), minlength=10), np.bincount(data.train.y.numpy(), minlength=10)
+    assert (counts == np.maximum(1, np.round(0.25 * full))).all()
+    metrics = read_json(ws.stage_dir("distill") / "metrics.json")
+    assert metrics["train_fraction"] == 0.25 and metrics["train_samples"] == len(kept) < len(data.train)
+    # the teacher-logit cache still covers the whole training split
+    cache, _ = read_arrays(ws.stage_dir("distill") / "teacher_logits.zarr")
+    assert sorted(cache["sample_id"].tolist()) == sorted(data.train.ids.tolist())
