@@ -15,6 +15,11 @@ from the training split, the validation split standing in for test); the grid, t
 and the gaps go to metrics.json under "selection".
 `seconds` is the per-request time; `seconds_with_importance` / `seconds_with_training` add
 the cached part's (measured) cost.
+
+margins.parquet holds every model's per-sample margin (refinery/metrics/klom.py) on the forget,
+retain and test samples, for KLoM across a seed group. With `unlearn.relearn_epochs` > 0 each
+model's row gets the relearning check (refinery/unlearn/relearn.py): forget accuracy before and
+after fine-tuning on D_r alone, what returned, and that less what returned for retrain.
 """
 from __future__ import annotations
 
@@ -27,12 +32,14 @@ import pandas as pd
 from refinery.data import load_prepared
 from refinery.data.dataset import Arrays
 from refinery.distill import make_loss
+from refinery.metrics.klom import margins
 from refinery.metrics.unlearning import avg_gap, confidence, unlearning_scores
 from refinery.store import (atomic_path, load_checkpoint, open_group, read_table, save_checkpoint,
                             write_json, write_table)
 from refinery.train import accuracy, predict_logits
 from refinery.unlearn import UnlearnContext, run_method
 from refinery.unlearn.audit import audit
+from refinery.unlearn.relearn import relearn_on_retain
 from refinery.unlearn.selection import select_lrs, with_setting
 from refinery.unlearn.ssd import full_importance, importance_inputs
 from refinery.unlearn.sisa import SISAEnsemble, deploy, deployment_key, load_deployment, save_deployment
@@ -143,6 +150,37 @@ def run_one(ws: Workspace, name: str, ctx: UnlearnContext, test, seed: int, mode
     return model, row, conf
 
 
+def margin_table(models: dict, ctx: UnlearnContext, test: Arrays) -> pd.DataFrame:
+    """One row per (model, sample) of the forget, retain and test splits: the KLoM margin
+    z_y - logsumexp_{j != y} z_j of each model's logits, keyed by sample id."""
+    frames = [pd.DataFrame({"model": name, "split": split, "sample_id": d.ids.cpu().numpy().astype("int64"),
+                            "margin": margins(predict_logits(model, d.x), d.y)})
+              for name, model in models.items()
+              for split, d in (("forget", ctx.forget), ("retain", ctx.retain), ("test", test)) if len(d)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def relearn_rows(models: dict, ctx: UnlearnContext, seed: int, epochs: int) -> dict[str, dict]:
+    """{model name: relearn_* fields} from `relearn_on_retain` (same recipe, seed, D_r and D_f for
+    every model); retrain's is run once and is the reference the excess is read against.
+    Accuracies in percent (x100 of relearn.py's [0, 1]), as UA, RA and TA in the same row."""
+    def run(model) -> dict:
+        r = relearn_on_retain(model, ctx.retain, ctx.forget, ctx.train_cfg, seed, epochs=epochs)
+        return {"relearn_forget_acc_before": 100.0 * r["forget_acc_before"],
+                "relearn_forget_acc_after": 100.0 * r["forget_acc_after"], "relearn_returned": 100.0 * r["returned"]}
+
+    gold = run(models["retrain"])
+    rows = {}
+    for name, model in models.items():
+        row = dict(gold) if name == "retrain" else run(model)
+        row["relearn_excess_returned"] = row["relearn_returned"] - gold["relearn_returned"]
+        log.info("unlearn %-12s relearn on D_r (%d epochs): forget acc %6.2f -> %6.2f, returned %+6.2f "
+                 "(%+6.2f against retrain)", name, epochs, row["relearn_forget_acc_before"],
+                 row["relearn_forget_acc_after"], row["relearn_returned"], row["relearn_excess_returned"])
+        rows[name] = row
+    return rows
+
+
 def unlearn(ws: Workspace) -> None:
     cfg = ws.config()
     out, arrays = ws.stage_dir("unlearn"), ws.stage_dir("prepare") / "arrays.zarr"
@@ -180,7 +218,11 @@ def unlearn(ws: Workspace) -> None:
         for name, model in models.items():
             audits.append(dict(method=name, **audit(model, ctx.forget, data.test, original_forget_acc,
                                                     ctx.train_cfg, cfg.seed)))
+    if cfg.unlearn.relearn_epochs > 0 and len(ctx.forget):
+        for name, row in relearn_rows(models, ctx, cfg.seed, cfg.unlearn.relearn_epochs).items():
+            results[name].update(row)
     write_table(out / "forget_scores.parquet", pd.concat(per_sample, ignore_index=True))
+    write_table(out / "margins.parquet", margin_table(models, ctx, data.test))
     lineage = list(STAGE_NAMES[:STAGE_NAMES.index("unlearn") + 1]) if cfg.forget.exact else []
     write_json(out / "metrics.json", dict(results, target=cfg.unlearn.target, forget_size=len(ctx.forget),
                                           exact=cfg.forget.exact, retrained_stages=lineage, audit=audits,
