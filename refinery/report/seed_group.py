@@ -173,7 +173,7 @@ def unlearning_section(s: Mapping[str, Summary], d: Mapping[str, Summary], klom_
     methods = sorted({k.split(".")[1] for k in s if k.startswith("unlearn.")},
                      key=lambda m: (m not in BASELINES, BASELINES.index(m) if m in BASELINES else 0, m))
     rows = [{"method": m, **{k: summary_cells(s.get(f"unlearn.{m}.{k}")) for k in ("UA", "RA", "TA", "MIA", "gap")},
-             "relearn": summary_cells(d.get(f"unlearn.{m}.relearn_excess_returned"), 100.0)} for m in methods]
+             "relearn": summary_cells(d.get(f"unlearn.{m}.relearn_excess_returned"))} for m in methods]
     table = Table(["method", "UA", "RA", "TA", "MIA", "gap", "relearn"], rows,
                   headers={"gap": "Avg.Gap", "relearn": "relearned − retrain's (points)"})
     blocks: list = ["UA, RA, TA, MIA-efficacy in %, Avg.Gap = mean |difference| to retrain over the four. "
