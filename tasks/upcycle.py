@@ -1,4 +1,11 @@
-"""upcycle: turn the dense teacher into a mixture of experts with the configured recipe, train it."""
+"""upcycle: turn the dense teacher into a mixture of experts with the configured recipe, train it.
+
+The MoE is the teacher plus `upcycle.train` more epochs, so beating the teacher alone does not show
+that the experts helped: the extra steps might have. As Komatsuzaki et al. (Sparse Upcycling, ICLR
+2023) do, the stage also trains a copy of the dense teacher for the same extra steps (the same
+`upcycle.train` recipe and seed, plain cross-entropy as the teacher trained) and reports it beside
+the MoE: dense.zarr, `dense_continued_test_acc`, the "dense teacher, continued" row.
+"""
 from __future__ import annotations
 
 import math
@@ -17,6 +24,8 @@ from refinery.upcycle import get_recipe
 from .common import (Workspace, log, pick_device, progress_reporter, seed_everything, stage_identity,
                      write_manifest)
 from .models import load_model, save_model, write_history
+
+CONTINUED = "dense teacher, continued"  # its row in recipes.parquet
 
 
 def expert_stats(model, x) -> pd.DataFrame:
@@ -77,13 +86,16 @@ def cost_row(name: str, model, test) -> dict:
             "flops_per_sample": flops_per_sample(model, test.x[:64])}
 
 
-def compare_recipes(cfg: UpcycleConfig, data, dense, dense_arch, seed: int, trained) -> pd.DataFrame:
+def compare_recipes(cfg: UpcycleConfig, data, dense, dense_arch, seed: int, trained, continued=None) -> pd.DataFrame:
     """Rows of test accuracy, active params and FLOPs per sample: the dense teacher, the configured
-    recipe (`trained`), and with `cfg.compare` every variant, each from the same teacher and seed.
+    recipe (`trained`), the dense teacher trained for the same extra steps (`continued`, when given),
+    and with `cfg.compare` every variant, each from the same teacher and seed.
     The first two rows are always the dense teacher and the configured recipe, in that order."""
     test = data.test.to(next(dense.parameters()).device)
     configured = cost_row(f"{cfg.recipe} (configured)", trained, test)
     rows = [cost_row("dense teacher", dense, test), configured]
+    if continued is not None:
+        rows.append(cost_row(CONTINUED, continued, test))
     if cfg.compare:
         for name, variant in recipe_variants(cfg, int(dense_arch["backbone"].get("depth", 2))):
             if variant == cfg:  # the configured recipe itself: already trained
@@ -94,6 +106,17 @@ def compare_recipes(cfg: UpcycleConfig, data, dense, dense_arch, seed: int, trai
             model, _, _, _ = build_and_train(variant, data, dense, dense_arch, seed)
             rows.append(cost_row(name, model, test))
     return pd.DataFrame(rows)
+
+
+def continue_dense(ws: Workspace, cfg, data, dense_path, device):
+    """A fresh copy of the dense teacher trained for the MoE's extra steps: `upcycle.train`, the same
+    seed and validation split, plain cross-entropy (no custom loss); returns (model, arch, result)."""
+    model, arch = load_model(dense_path, device)
+    seed_everything(cfg.seed)
+    result = fit(model, data.train, cfg.upcycle.train, seed=cfg.seed, val=data.val, arch=arch,
+                 checkpoint=ws.resume_path("upcycle-dense"), identity=stage_identity(ws, cfg, "upcycle", run="dense"),
+                 desc=CONTINUED, hooks=Hooks(on_epoch=progress_reporter("upcycle-dense-progress", "dense training")))
+    return model, arch, result
 
 
 def upcycle(ws: Workspace) -> None:
@@ -109,19 +132,26 @@ def upcycle(ws: Workspace) -> None:
         identity=stage_identity(ws, cfg, "upcycle"),
         hooks=Hooks(on_epoch=progress_reporter("upcycle-progress", "MoE training")))
     experts = expert_stats(model, data.test.x)
-    recipes = compare_recipes(cfg.upcycle, data, dense, dense_arch, cfg.seed, model)
+    continued, continued_arch, continued_run = continue_dense(ws, cfg, data, dense_path, device)
+    recipes = compare_recipes(cfg.upcycle, data, dense, dense_arch, cfg.seed, model, continued=continued)
     dense_acc, test_acc = float(recipes["test_acc"][0]), float(recipes["test_acc"][1])
+    continued_acc = float(recipes["test_acc"][2])
     extra = made.evaluate(model, data) if made.evaluate else {}
     save_model(out / "model.zarr", model, arch, step=len(runs["upcycle"].history) if "upcycle" in runs else 0)
-    write_history(out / "history.parquet", runs)
+    save_model(out / "dense.zarr", continued, continued_arch, step=len(continued_run.history),
+               extra={"continued_from": "teacher"})
+    write_history(out / "history.parquet", {**runs, "dense (continued)": continued_run})
     write_table(out / "experts.parquet", experts)
     write_table(out / "recipes.parquet", recipes)
     write_json(out / "metrics.json", {"test_acc": test_acc, "dense_test_acc": dense_acc,
+                                      "dense_continued_test_acc": continued_acc,
                                       "params": count_params(model), "expert_load_cv": float(experts["load_cv"].mean()),
                                       "ffn_experts_per_token": _mean(experts["ffn_experts_per_token"]),
                                       "expert_affinity": _mean(experts["next_affinity"]),
                                       "train_seconds": sum(r.seconds for r in runs.values()), **extra})
-    log.info("upcycle (%s, E=%d, k=%d): test accuracy %.4f, mean load CV %.3f", cfg.upcycle.recipe,
-             cfg.upcycle.num_experts, cfg.upcycle.top_k, test_acc, experts["load_cv"].mean())
+    log.info("upcycle (%s, E=%d, k=%d): test accuracy %.4f (dense teacher %.4f, continued %.4f), mean load CV %.3f",
+             cfg.upcycle.recipe, cfg.upcycle.num_experts, cfg.upcycle.top_k, test_acc, dense_acc, continued_acc,
+             experts["load_cv"].mean())
     write_manifest(ws, "upcycle", cfg)
     ws.clear_resume("upcycle")
+    ws.clear_resume("upcycle-dense")

@@ -1,11 +1,20 @@
-"""The upcycle stage's recipe comparison: which variants it trains, and the rows it reports."""
+"""The upcycle stage's recipe comparison: which variants it trains, and the rows it reports; the
+stage itself in a throwaway workspace, with its dense baseline trained for the same extra steps."""
 from __future__ import annotations
 
 import pytest
+import torch
 
+from refinery import config as C
+from refinery.data import load_prepared
 from refinery.metrics.cost import active_params
+from refinery.models import build_model, make_arch
+from refinery.store import read_json, read_table
 from refinery.train import accuracy
-from tasks.upcycle import compare_recipes, recipe_variants
+from tasks.common import Workspace
+from tasks.models import load_model, save_model
+from tasks.prepare import prepare
+from tasks.upcycle import compare_recipes, recipe_variants, upcycle
 from tests.refinery.upcycle.conftest import digits, small_config, teacher  # noqa: F401 - fixtures
 
 
@@ -41,3 +50,41 @@ def test_compare_trains_every_variant_from_the_same_teacher(digits, teacher):  #
     # the configured recipe is reused, not retrained (here it was handed the dense model itself)
     assert by_name.loc["sparse", "active_params"] == by_name.loc["sparse (configured)", "active_params"]
     assert by_name.loc["dmu", "active_params"] > by_name.loc["dense teacher", "active_params"]  # top-2 experts
+
+
+def test_the_continued_dense_teacher_is_a_third_row_after_the_fixed_two(digits, teacher):  # noqa: F811
+    dense, arch = teacher
+    table = compare_recipes(small_config(recipe="sparse"), digits, dense, arch, 0, trained=dense, continued=dense)
+    assert list(table["model"]) == ["dense teacher", "sparse (configured)", "dense teacher, continued"]
+
+
+TINY_CCT = {"arch": "cct", "dim": 16, "depth": 1, "heads": 2, "conv_channels": 4}
+
+
+def test_stage_trains_the_dense_teacher_for_the_moes_extra_steps(tmp_path):
+    raw = {"name": "t", "device": "cpu", "teacher": {"model": TINY_CCT},
+           "upcycle": {"num_experts": 2, "top_k": 1, "train": {"epochs": 2, "batch_size": 64, "lr": 1e-2}}}
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "params.yaml").write_text(C.dump_yaml(C.validate(raw)))
+    ws = Workspace(tmp_path)
+    prepare(ws)
+    torch.manual_seed(0)
+    arch = make_arch(C.ModelConfig(**TINY_CCT).model_dump(mode="json"), (1, 8, 8), 10)
+    save_model(ws.stage_dir("teacher") / "model.zarr", build_model(arch), arch)
+    upcycle(ws)
+    out = ws.stage_dir("upcycle")
+    metrics = read_json(out / "metrics.json")
+    continued, continued_arch = load_model(out / "dense.zarr")
+    start, _ = load_model(ws.stage_dir("teacher") / "model.zarr")
+    assert continued_arch == arch  # dense, no experts
+    assert any(not torch.equal(a, b) for a, b in zip(continued.state_dict().values(), start.state_dict().values()))
+    test = load_prepared(ws.stage_dir("prepare") / "arrays.zarr").test
+    assert metrics["dense_continued_test_acc"] == accuracy(continued, test)
+    assert metrics["dense_test_acc"] == accuracy(start, test)
+    recipes = read_table(out / "recipes.parquet")
+    assert list(recipes["model"])[:3] == ["dense teacher", "sparse (configured)", "dense teacher, continued"]
+    assert recipes["test_acc"][2] == metrics["dense_continued_test_acc"]
+    history = read_table(out / "history.parquet")
+    epochs = history.groupby("run").size()
+    assert epochs["dense (continued)"] == epochs["upcycle"] == 2  # equal training steps
+    assert not ws.resume_path("upcycle-dense").exists()
