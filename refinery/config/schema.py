@@ -228,8 +228,8 @@ class DistillConfig(Strict):
     student: ModelConfig = Field(default_factory=lambda: ModelConfig(dim=32, heads=2, depth=1, conv_channels=16))
     train: TrainConfig = Field(default_factory=TrainConfig)
     train_fraction: float = Field(1.0, gt=0.0, le=1.0, description=(
-        "the student and its from-scratch baseline train on this seeded random fraction of the training split, "
-        "the same subset for both, stratified by class (KD at reduced data); the teacher keeps all of it"))
+        "the student and its controls (scratch, random teacher) train on this seeded random fraction of the "
+        "training split, the same subset for all, stratified by class (KD at reduced data); the teacher keeps all"))
 
     @model_validator(mode="after")
     def _multi_teacher_needs_experts(self) -> DistillConfig:

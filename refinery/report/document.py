@@ -20,7 +20,8 @@ FORMATS: dict[str, str] = {
 }
 
 # Which stage produced each model, so every row can carry that stage's config hash.
-MODEL_STAGES = {"teacher": "teacher", "upcycle": "upcycle", "student": "distill", "scratch": "distill"}
+MODEL_STAGES = {"teacher": "teacher", "upcycle": "upcycle", "dense_continued": "upcycle", "student": "distill",
+                "scratch": "distill"}
 
 
 def model_stage(model: str) -> str:
