@@ -78,6 +78,14 @@ def say_prefect() -> None:
 
 
 def cmd_run(args: argparse.Namespace, root: Path, forget_request: bool = False) -> int:
+    """Hold the workspace lock from before params.yaml is written until the pipeline is done."""
+    from .dvc_runner import workspace_lock
+
+    with workspace_lock(root):
+        return run_locked(args, root, forget_request)
+
+
+def run_locked(args: argparse.Namespace, root: Path, forget_request: bool) -> int:
     from refinery.resolve import resolve_config, write_params
     from tasks.stages import sync_dvc_yaml
 
@@ -188,7 +196,15 @@ def check_request(root: Path, cfg) -> int:
 
 def cmd_forget(args: argparse.Namespace, root: Path) -> int:
     """Record a deletion request in params.yaml and rerun what it affects. The request is
-    validated against data/prepared/index.parquet first: on any error nothing is written."""
+    validated against data/prepared/index.parquet first: on any error nothing is written. The
+    workspace lock is held from before the request is read until the rerun is done."""
+    from .dvc_runner import workspace_lock
+
+    with workspace_lock(root):
+        return forget_locked(args, root)
+
+
+def forget_locked(args: argparse.Namespace, root: Path) -> int:
     from refinery import config as C
     from refinery.resolve import write_params
 

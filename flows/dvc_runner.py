@@ -28,24 +28,53 @@ class StageOutcome:
     action: str  # "skipped", "restored" (from DVC's run cache) or "ran"
 
 
+# The workspace locks this process holds, with how deeply: a command takes the lock before it
+# writes anything, and the pipeline it then runs in the same process re-enters it.
+_HELD: dict[Path, list] = {}  # root -> [DVC lock object, depth]
+
+
+@contextmanager
+def workspace_lock(root: Path) -> Iterator[object]:
+    """Hold the workspace's one lock: DVC's own repo lock (.dvc/tmp/lock), so a refinery command
+    and a dvc command (repro, exp run, ...) exclude each other alike. Refuses at once with
+    WorkspaceBusy when another process holds it; re-entrant within this process. Yields the
+    DVC lock object (a Repo opened under it must use it: DVC asserts its repo lock is held)."""
+    from dvc.lock import LockError, make_lock
+
+    root = Path(root).resolve()
+    if root in _HELD:
+        _HELD[root][1] += 1
+        try:
+            yield _HELD[root][0]
+        finally:
+            _HELD[root][1] -= 1
+        return
+    tmp = root / ".dvc" / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    lock = make_lock(str(tmp / "lock"), tmp_dir=str(tmp), friendly=False)
+    try:
+        lock.lock()
+    except LockError:
+        raise WorkspaceBusy(f"{root}: another refinery or dvc command is working in this workspace; "
+                            "nothing was written: wait for it to finish") from None
+    _HELD[root] = [lock, 1]
+    try:
+        yield lock
+    finally:
+        del _HELD[root]
+        lock.unlock()
+
+
 @contextmanager
 def locked_repo(root: Path) -> Iterator[object]:
-    """Open the DVC repo at `root` holding its lock; fail fast if another command holds it."""
-    from dvc.lock import LockError
+    """Open the DVC repo at `root` holding the workspace lock; fail fast if another command holds it."""
     from dvc.repo import Repo
 
-    with chdir(root):  # DVC resolves stage paths against the working directory
+    with workspace_lock(root) as lock, chdir(root):  # DVC resolves stage paths against the working directory
         repo = Repo(str(root))
+        repo.lock = lock  # the lock this process holds, not a second one on the same file
         try:
-            try:
-                repo.lock.lock()
-            except LockError:
-                raise WorkspaceBusy(f"{root}: another refinery or dvc command holds this workspace's DVC lock; "
-                                    "wait for it to finish") from None
-            try:
-                yield repo
-            finally:
-                repo.lock.unlock()
+            yield repo
         finally:
             repo.close()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from .dvc_runner import workspace_lock
 from .pipeline import pipeline_flow
 from .sweep import DVC_LIMIT, dvc
 
@@ -86,10 +87,11 @@ def nightly_flow(root: str) -> dict:
     pulled = pull(root)
     logger.info("%s", pulled)
     logger.info("%s", pending_forget(root))
-    logger.info("%s", refresh_user_data(root))
-    # The pipeline holds DVC's workspace lock throughout, so it also holds the `dvc` slot: a
-    # sweep in the same workspace waits for it instead of failing on the lock.
-    with concurrency(DVC_LIMIT, occupy=1, strict=True):
+    # The workspace lock before params.yaml is re-stamped, held through the pipeline: a command
+    # started meanwhile is refused instead of writing under it. The pipeline also holds the `dvc`
+    # slot: a sweep in the same workspace waits for it instead of failing on the lock.
+    with workspace_lock(Path(root)), concurrency(DVC_LIMIT, occupy=1, strict=True):
+        logger.info("%s", refresh_user_data(root))
         table = pipeline_flow(root=root, pipeline=preset_name(root))
     pushed = push(root)
     logger.info("%s", pushed)
