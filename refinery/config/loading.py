@@ -51,12 +51,48 @@ def validate(raw: dict[str, Any], source: str = "config") -> PipelineConfig:
         raise ConfigError(f"{source}: {_describe(first, PipelineConfig)}{suffix}") from None
 
 
+class RefusedYAML(yaml.MarkedYAMLError):
+    """Valid YAML that a config may not use: an alias, or a key given twice."""
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """yaml.SafeLoader without aliases and without duplicate keys. A config never needs an alias,
+    and nested aliases expand to billions of nodes when the config is checked or printed (the
+    "billion laughs"); a duplicate key silently keeps the last value."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            alias = self.peek_event()
+            raise RefusedYAML(problem=f"alias *{alias.anchor} refused: a config may not use YAML anchors and "
+                                      "aliases; write the values out", problem_mark=alias.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        first_line: dict[object, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # an unhashable key: SafeLoader refuses it
+            key = self.construct_object(key_node)
+            if key in first_line:
+                raise RefusedYAML(problem=f"duplicate key {key!r} (first at line {first_line[key]})",
+                                  problem_mark=key_node.start_mark)
+            first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text as Python values, through ConfigLoader (RefusedYAML for an alias or a duplicate key)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506  ConfigLoader is a SafeLoader
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = parse_yaml(path.read_text()) or {}
+    except RefusedYAML as exc:
+        raise ConfigError(f"{path}: line {exc.problem_mark.line + 1}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -89,9 +125,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(parts):
         raise ConfigError(f"--set {text!r}: empty key segment")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = parse_yaml(value) if value.strip() else ""
+    except RefusedYAML as exc:
+        raise ConfigError(f"--set {key.strip()}: {exc.problem}") from None
     except yaml.YAMLError:
-        parsed = value
+        parsed = value  # not YAML: the text itself
     return parts, parsed
 
 

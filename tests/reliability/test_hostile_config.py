@@ -1,0 +1,102 @@
+"""Hostile or absurd configs stop at once with one line naming the file or key: YAML aliases
+(a "billion laughs" file) and duplicate keys. Nothing large is built."""
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import time
+from typing import Callable
+
+import pytest
+
+from refinery import config as C
+
+
+# --------------------------------------------------------------------------- a guard for the old behaviour
+def _address_space() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[0]) * resource.getpagesize()
+
+
+def bounded(call: Callable[[], object], seconds: float = 10.0, memory: int = 512 << 20) -> tuple[str, str]:
+    """Run `call` in a forked child that may grow by `memory` bytes of address space and run for
+    `seconds`; return (name of what it raised, or "returned"; its message). A runaway fails the test
+    instead of eating the machine."""
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+
+    def child() -> None:
+        limit = _address_space() + memory
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+        try:
+            result = ("returned", repr(call())[:200])
+        except BaseException as exc:  # noqa: BLE001  reported to the parent, whatever it is
+            result = (type(exc).__name__, str(exc)[:2000])
+        send.send(result)
+
+    process = ctx.Process(target=child)
+    process.start()
+    ready = receive.poll(seconds)
+    result = receive.recv() if ready else None
+    process.kill()
+    process.join()
+    if result is None:
+        pytest.fail(f"still running after {seconds} s (killed)")
+    return result
+
+
+# --------------------------------------------------------------------------- aliases
+def laughs(depth: int = 10, width: int = 9) -> str:
+    """A flow sequence that expands to width**depth scalars through anchors and aliases."""
+    text = "&a0 [" + ", ".join(["lol"] * width) + "]"
+    for level in range(1, depth):
+        text = f"&a{level} [{text}, " + ", ".join([f"*a{level - 1}"] * (width - 1)) + "]"
+    return text
+
+
+def test_alias_bomb_in_a_params_file_is_refused_fast(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(f"name: laughs\nseeds: {laughs()}\n")
+    assert path.stat().st_size < 600
+    started = time.perf_counter()
+    raised, message = bounded(lambda: C.load(path), seconds=10)
+    assert raised == "ConfigError", message
+    assert time.perf_counter() - started < 1.0
+    assert message.startswith(f"{path}: line 2: ") and "alias" in message and "\n" not in message
+
+
+def test_alias_in_a_set_value_is_refused():
+    with pytest.raises(C.ConfigError, match=r"^--set seeds: alias \*a0 refused"):
+        C.parse_override(f"seeds={laughs()}")
+
+
+def test_anchor_free_yaml_still_loads(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("name: plain\nteacher:\n  train: {epochs: 3, lr: 1e-3}\n")
+    cfg = C.load(path)
+    assert cfg.teacher.train.epochs == 3 and cfg.teacher.train.lr == 1e-3
+
+
+# --------------------------------------------------------------------------- duplicate keys
+DUPLICATES = {
+    "two teacher blocks": ("teacher:\n  model:\n    dim: 32\nseed: 1\nteacher:\n  train:\n    epochs: 2\n",
+                           "line 5: duplicate key 'teacher' (first at line 1)"),
+    "nested key": ("teacher:\n  train:\n    lr: 0.1\n    epochs: 2\n    lr: 0.2\n",
+                   "line 5: duplicate key 'lr' (first at line 3)"),
+    "flow mapping": ("upcycle: {top_k: 1, num_experts: 4, top_k: 2}\n",
+                     "line 1: duplicate key 'top_k' (first at line 1)"),
+}
+
+
+@pytest.mark.parametrize("text,problem", DUPLICATES.values(), ids=DUPLICATES.keys())
+def test_duplicate_key_is_refused_naming_key_and_line(tmp_path, text, problem):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(C.ConfigError) as caught:
+        C.read_yaml(path)
+    assert str(caught.value) == f"{path}: {problem}"
+
+
+def test_duplicate_key_in_a_set_value_is_refused():
+    with pytest.raises(C.ConfigError, match="^--set teacher.train: duplicate key 'lr' \\(first at line 1\\)"):
+        C.parse_override("teacher.train={lr: 0.1, lr: 0.2}")
