@@ -3,9 +3,11 @@ Method names are checked against their registries (`registered`), the one list o
 from __future__ import annotations
 
 import importlib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -30,8 +32,23 @@ UnlearnMethod = registered("refinery.unlearn.base", "METHODS", "unlearning metho
 RecipeName = registered("refinery.upcycle", "RECIPES", "upcycling recipe")
 
 
+def _admits_bool(annotation: Any) -> bool:
+    return annotation is bool or any(_admits_bool(arg) for arg in get_args(annotation))
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """The base of every section: unknown keys are refused, every float must be finite (no inf or
+    NaN), and true/false is refused where a number is meant (pydantic would read it as 1 or 0)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, bool) for v in values) and not _admits_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError("true/false is not a number")
+        return value
 
 
 # --------------------------------------------------------------------------- data

@@ -1,13 +1,16 @@
 """Hostile or absurd configs stop at once with one line naming the file or key: YAML aliases
-(a "billion laughs" file) and duplicate keys. Nothing large is built."""
+(a "billion laughs" file), duplicate keys, infinite or NaN floats and booleans where a number is
+meant. Nothing large is built."""
 from __future__ import annotations
 
 import multiprocessing
 import resource
 import time
-from typing import Callable
+from types import UnionType
+from typing import Callable, get_args, get_origin
 
 import pytest
+from pydantic import BaseModel
 
 from refinery import config as C
 
@@ -100,3 +103,66 @@ def test_duplicate_key_is_refused_naming_key_and_line(tmp_path, text, problem):
 def test_duplicate_key_in_a_set_value_is_refused():
     with pytest.raises(C.ConfigError, match="^--set teacher.train: duplicate key 'lr' \\(first at line 1\\)"):
         C.parse_override("teacher.train={lr: 0.1, lr: 0.2}")
+
+
+# --------------------------------------------------------------------------- numbers
+def number_fields(kind: type, model: type[BaseModel] = C.PipelineConfig, prefix: str = "") -> list[tuple[str, bool]]:
+    """(dotted key, holds a list) for every field of the schema whose values are of `kind`
+    (int or float), nested sections included."""
+    found = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found += number_fields(kind, annotation, f"{prefix}{name}.")
+            continue
+        choices = get_args(annotation) if get_origin(annotation) is UnionType else (annotation,)
+        lists = [get_args(choice)[0] for choice in choices if get_origin(choice) is list]
+        is_list = bool(lists)
+        if kind in (lists or choices):
+            found.append((f"{prefix}{name}", is_list))
+    return found
+
+
+FLOAT_FIELDS = number_fields(float)
+INT_FIELDS = number_fields(int)
+
+
+def test_the_walk_finds_the_audited_fields():
+    floats = {key for key, _ in FLOAT_FIELDS}
+    assert {"upcycle.capacity_factor", "upcycle.aux_coef", "teacher.train.grad_clip", "unlearn.ssd.lam",
+            "unlearn.finetune.lr_grid"} <= floats
+    assert {"seed", "seeds", "teacher.train.epochs", "forget.classes", "unlearn.ssd.batch_size"} <= {
+        key for key, _ in INT_FIELDS}
+
+
+def refused(key: str, yaml_value: str) -> str:
+    """The ConfigError line for `--set key=yaml_value` on an otherwise default config."""
+    with pytest.raises(C.ConfigError) as caught:
+        C.validate(C.apply_overrides({}, [f"{key}={yaml_value}"]), "params.yaml")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"params.yaml: {key}: ") or message.startswith(f"params.yaml: {key}.0: "), message
+    return message
+
+
+@pytest.mark.parametrize("key,is_list", FLOAT_FIELDS, ids=[k for k, _ in FLOAT_FIELDS])
+def test_every_float_field_refuses_inf_and_nan(key, is_list):
+    for value in ("inf", "-inf", "nan", ".inf", "-.inf", ".nan"):
+        assert "finite number" in refused(key, f"[{value}]" if is_list else value)
+
+
+@pytest.mark.parametrize("key,is_list", FLOAT_FIELDS + INT_FIELDS, ids=[k for k, _ in FLOAT_FIELDS + INT_FIELDS])
+def test_every_number_field_refuses_booleans(key, is_list):
+    for value in ("true", "false"):
+        assert "not a number" in refused(key, f"[{value}, {value}]" if is_list else value)
+
+
+def test_numbers_still_parse():
+    overrides = ["seed=1", "teacher.train.epochs=3", "teacher.train.lr=1e-3", "upcycle.capacity_factor=1.25",
+                 "teacher.train.channels_last=true", "unlearn.finetune.lr_grid=[1e-4, 0.001]", "seeds=[0, 1]",
+                 "upcycle.aux_coef=0", "teacher.train.compile=false"]
+    cfg = C.validate(C.apply_overrides({}, overrides))
+    assert (cfg.seed, cfg.teacher.train.epochs, cfg.teacher.train.lr) == (1, 3, 1e-3)
+    assert cfg.upcycle.capacity_factor == 1.25 and cfg.upcycle.aux_coef == 0.0 and cfg.seeds == [0, 1]
+    assert cfg.teacher.train.channels_last is True and cfg.teacher.train.compile is False
+    assert cfg.unlearn.finetune.lr_grid == [1e-4, 1e-3]
