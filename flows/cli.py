@@ -165,8 +165,12 @@ def forget_section(args: argparse.Namespace, root: Path) -> dict:
             raise UsageError(f"--classes: expected comma-separated integers, got {args.classes!r}") from None
     elif args.fraction is not None:
         request = {"mode": "fraction", "fraction": args.fraction}
-    else:
-        request = {"mode": "ids", "ids_file": os.path.relpath(Path(args.ids).resolve(), root)}
+    else:  # params.yaml records the file relative to the project, so it must lie inside it
+        ids_file, project = Path(args.ids).resolve(), Path(root).resolve()
+        if not ids_file.is_relative_to(project):
+            raise UsageError(f"--ids {args.ids}: the ids file must lie inside the project ({project}); "
+                             f"copy it in, e.g. to {project / ids_file.name}, and pass that path")
+        request = {"mode": "ids", "ids_file": ids_file.relative_to(project).as_posix()}
     return dict(request, exact=bool(args.exact))
 
 

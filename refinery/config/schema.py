@@ -3,6 +3,7 @@ Method names are checked against their registries (`registered`), the one list o
 from __future__ import annotations
 
 import importlib
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -95,6 +96,13 @@ class ForgetConfig(Strict):
     ids_file: str | None = Field(None, description="CSV or Parquet with a sample_id column")
     exact: bool = Field(False, description="retrain the whole lineage without the forgotten samples: prepare "
                                            "drops them from the training split, so every stage reruns")
+
+    @field_validator("ids_file")
+    @classmethod
+    def _ids_file_inside_the_project(cls, path: str | None) -> str | None:
+        if path is not None and (PurePosixPath(path).is_absolute() or ".." in PurePosixPath(path).parts):
+            raise ValueError("the ids file must lie inside the project, named relative to its root; copy it in")
+        return path
 
     @model_validator(mode="after")
     def _request_is_complete(self) -> ForgetConfig:

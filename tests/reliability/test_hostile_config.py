@@ -1,17 +1,21 @@
 """Hostile or absurd configs stop at once with one line naming the file or key: YAML aliases
-(a "billion laughs" file), duplicate keys, infinite or NaN floats and booleans where a number is
-meant. Nothing large is built."""
+(a "billion laughs" file), duplicate keys, infinite or NaN floats, booleans where a number is
+meant, and a forget ids file outside the project. Nothing is written and nothing large is built."""
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import resource
 import time
 from types import UnionType
 from typing import Callable, get_args, get_origin
 
+import numpy as np
+import pandas as pd
 import pytest
 from pydantic import BaseModel
 
+from flows.cli import UsageError, cmd_forget
 from refinery import config as C
 
 
@@ -166,3 +170,35 @@ def test_numbers_still_parse():
     assert cfg.upcycle.capacity_factor == 1.25 and cfg.upcycle.aux_coef == 0.0 and cfg.seeds == [0, 1]
     assert cfg.teacher.train.channels_last is True and cfg.teacher.train.compile is False
     assert cfg.unlearn.finetune.lr_grid == [1e-4, 1e-3]
+
+
+# --------------------------------------------------------------------------- forget --ids
+@pytest.fixture
+def project(tmp_path):
+    root = tmp_path / "project"
+    (root / "data" / "prepared").mkdir(parents=True)
+    (root / "params.yaml").write_text(C.dump_yaml(C.PipelineConfig()))
+    index = pd.DataFrame({"sample_id": np.arange(20), "split": ["train"] * 16 + ["test"] * 4,
+                          "label": np.arange(20) % 2, "forget": np.zeros(20, dtype=bool)})
+    index.to_parquet(root / "data" / "prepared" / "index.parquet")
+    return root
+
+
+def test_forget_ids_outside_the_project_is_refused_writing_nothing(project, tmp_path):
+    outside = tmp_path / "elsewhere" / "ids.csv"
+    outside.parent.mkdir()
+    pd.DataFrame({"sample_id": [3, 7]}).to_csv(outside, index=False)
+    before = (project / "params.yaml").read_text()
+    args = argparse.Namespace(ids=str(outside), classes=None, fraction=None, exact=False, no_run=True)
+    with pytest.raises(UsageError) as caught:
+        cmd_forget(args, project)
+    message = str(caught.value)
+    assert "\n" not in message and str(outside) in message
+    assert "must lie inside the project" in message and "copy it" in message
+    assert (project / "params.yaml").read_text() == before
+
+
+@pytest.mark.parametrize("ids_file", ["../ids.csv", "requests/../../ids.csv", "/tmp/ids.csv"])
+def test_params_naming_an_ids_file_outside_the_project_are_refused(ids_file):
+    message = refused("forget.ids_file", ids_file)
+    assert "inside the project" in message
