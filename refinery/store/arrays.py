@@ -1,9 +1,11 @@
 """Named numpy arrays in a sharded Zarr v3 group.
 
-The group attrs carry `content_hash`, a sha256 over every array, and `array_hashes`, one per
-array: every read checks the hash of each array it reads (a partial read too), so a flipped byte
-or a lost chunk is caught before anything uses the data. A group without per-array hashes
-(written before they existed) is checked whole, whatever was asked for.
+The group attrs carry `array_hashes`, a sha256 per array, and `content_hash`, a sha256 of the
+canonical JSON of every other attr (the per-array hashes included), so one hash covers the attrs
+and the arrays. Opening a group checks its attrs against `content_hash` (cheap: no chunk is read),
+and every read checks the hash of each array it reads (a partial read too), so an edited attr, a
+flipped byte or a lost chunk is caught before anything uses the data. A group written before the
+attrs were hashed (no `hash_scheme` attr) is refused: rerun the stage that writes it.
 
 Each array is one shard (one file on disk) of small chunks, so DVC hashes a handful of files
 instead of thousands, while readers can still fetch chunks independently.
@@ -19,9 +21,11 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from .atomic import atomic_path, recover
-from .hashing import arrays_hash
+from .hashing import arrays_hash, attrs_hash
 
 FORMAT = "refinery.arrays/1"
+# content_hash = attrs_hash(every attr but itself); the attrs hold `array_hashes`
+HASH_SCHEME = "sha256(attrs+array_hashes)/1"
 
 
 class ArtifactError(RuntimeError):
@@ -41,13 +45,14 @@ def write_arrays(dest: Path | str, arrays: Mapping[str, np.ndarray], attrs: dict
                  chunk_rows: int = 1024, compress: bool = True) -> str:
     """Atomically write `arrays` as a Zarr v3 group at `dest` with group attrs `attrs`; return
     the content hash recorded in the attrs. Chunks are zstd-compressed unless `compress` is off."""
-    digest = arrays_hash(arrays)
     per_array = {name: arrays_hash({name: value}) for name, value in arrays.items()}
+    attrs = {"format": FORMAT, **json.loads(json.dumps(attrs or {})), "hash_scheme": HASH_SCHEME,
+             "array_hashes": per_array}
+    digest = attrs["content_hash"] = attrs_hash(attrs)
     with atomic_path(dest) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         # One metadata write: `attrs.update` would rewrite zarr.json once per key (8 writes, 13 ms).
-        group.update_attributes({"format": FORMAT, **json.loads(json.dumps(attrs or {})),
-                                 "content_hash": digest, "array_hashes": per_array})
+        group.update_attributes(attrs)
         for name, value in arrays.items():
             value = np.ascontiguousarray(value)
             chunks, shards = _chunking(value.shape, chunk_rows)
@@ -59,7 +64,8 @@ def write_arrays(dest: Path | str, arrays: Mapping[str, np.ndarray], attrs: dict
     return digest
 
 
-def open_group(path: Path | str) -> zarr.Group:
+def open_unverified(path: Path | str) -> zarr.Group:
+    """Open a group read-only; its attrs are not checked yet (see `verify_attrs`)."""
     path = Path(path)
     recover(path)  # finish a directory swap that a killed writer left half done
     if not (path / "zarr.json").exists():
@@ -68,6 +74,26 @@ def open_group(path: Path | str) -> zarr.Group:
         return zarr.open_group(str(path), mode="r", zarr_format=3)
     except Exception as exc:  # zarr raises several types for damaged metadata
         raise ArtifactError(f"{path}: unreadable Zarr group: {exc}") from None
+
+
+def open_group(path: Path | str) -> zarr.Group:
+    """Open a group read-only, its attrs verified against its content hash (no chunk is read)."""
+    group = open_unverified(path)
+    verify_attrs(path, dict(group.attrs))
+    return group
+
+
+def verify_attrs(path: Path | str, attrs: dict[str, Any]) -> None:
+    """Refuse attrs that do not hash to their `content_hash`, or were written before attrs were hashed."""
+    scheme = attrs.get("hash_scheme")
+    if scheme is None:
+        raise ArtifactError(f"{path}: written before its attrs were hashed (no hash_scheme); "
+                            "delete it and rerun the stage that writes it")
+    if scheme != HASH_SCHEME:
+        raise ArtifactError(f"{path}: unknown hash_scheme {str(scheme)[:80]!r}; expected {HASH_SCHEME!r}")
+    if not isinstance(attrs.get("array_hashes"), dict) or attrs.get("content_hash") != attrs_hash(attrs):
+        raise ArtifactError(f"{path}: attrs do not match the content hash; "
+                            "zarr.json was edited or corrupted")
 
 
 def _read(group: zarr.Group, path: Path | str, name: str) -> np.ndarray:
@@ -79,20 +105,20 @@ def _read(group: zarr.Group, path: Path | str, name: str) -> np.ndarray:
         raise ArtifactError(f"{path}/{name}: unreadable chunk data: {exc}") from None
 
 
-def read_arrays(path: Path | str, names: list[str] | None = None) -> tuple[dict[str, np.ndarray], dict]:
-    """Read `names` (default: every array) and verify each one read against its hash."""
-    group = open_group(path)
+def read_group(group: zarr.Group, path: Path | str, names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Read `names` (default: every array) of a group opened by `open_group` (or checked by
+    `verify_attrs`) and verify each one read against its hash."""
     names = names if names is not None else sorted(group.array_keys())
     out = {name: _read(group, path, name) for name in names}
-    attrs = dict(group.attrs)
-    per_array = attrs.get("array_hashes")
-    if isinstance(per_array, dict):
-        bad = [n for n in out if per_array.get(n) != arrays_hash({n: out[n]})]
-        if bad:
-            raise ArtifactError(f"{path}: content hash mismatch in {', '.join(bad)}; "
-                                "the arrays are corrupted or were modified")
-    elif "content_hash" in attrs:
-        whole = {n: out[n] if n in out else _read(group, path, n) for n in group.array_keys()}
-        if arrays_hash(whole) != attrs["content_hash"]:
-            raise ArtifactError(f"{path}: content hash mismatch; the arrays are corrupted or were modified")
-    return out, attrs
+    per_array = group.attrs["array_hashes"]
+    bad = [n for n in out if per_array.get(n) != arrays_hash({n: out[n]})]
+    if bad:
+        raise ArtifactError(f"{path}: content hash mismatch in {', '.join(bad)}; "
+                            "the arrays are corrupted or were modified")
+    return out
+
+
+def read_arrays(path: Path | str, names: list[str] | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """Read `names` (default: every array) and verify the attrs and each array read against their hashes."""
+    group = open_group(path)
+    return read_group(group, path, names), dict(group.attrs)

@@ -1,8 +1,9 @@
 """Model checkpoints as Zarr groups: one array per tensor, never a pickle.
 
 Attrs hold the architecture config, the dtype and shape of each tensor, the training step, and
-the group's sha256 content hash (written and checked by `store.arrays`), so a flipped byte is
-caught before a model is built from it; a checkpoint without that hash is refused. bfloat16 has no
+the group's sha256 content hash over those attrs and every array (written and checked by
+`store.arrays`), so an edited attr or a flipped byte is caught before a model is built from it; a
+checkpoint without that hash is refused. bfloat16 has no
 Zarr dtype, so its raw bits are stored as uint16.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from .arrays import ArtifactError, read_arrays, write_arrays
+from .arrays import ArtifactError, open_unverified, read_group, verify_attrs, write_arrays
 
 FORMAT = "refinery.checkpoint/1"
 _ALLOWED_DTYPES = {
@@ -100,11 +101,12 @@ def _storage_of(dtype: str) -> str:
 
 def load_checkpoint(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint; returns (tensors, attrs). Raises ArtifactError on any mismatch."""
-    arrays, attrs = read_arrays(path)  # verifies the content hash
+    group = open_unverified(path)
+    attrs = dict(group.attrs)
     if attrs.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: not a refinery checkpoint (format={attrs.get('format')!r})")
-    if not attrs.get("content_hash"):
-        raise ArtifactError(f"{path}: no content hash; refusing an unverifiable checkpoint")
+        raise ArtifactError(f"{path}: not a refinery checkpoint (format={str(attrs.get('format'))[:80]!r})")
+    verify_attrs(path, attrs)  # the attrs (arch, dtypes, shapes, layout, step, extra) are in the hash
+    arrays = read_group(group, path)
     dtypes, shapes = attrs.get("dtypes"), attrs.get("shapes")
     if not isinstance(dtypes, dict) or not isinstance(shapes, dict) or set(dtypes) != set(shapes):
         raise ArtifactError(f"{path}: dtype and shape tables are missing or disagree")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Mapping
 
@@ -17,6 +18,15 @@ def arrays_hash(arrays: Mapping[str, np.ndarray], dtypes: Mapping[str, str] | No
         h.update(f"{name}|{dtype}|{a.shape}|".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def attrs_hash(attrs: Mapping[str, object], exclude: str = "content_hash") -> str:
+    """sha256 of the canonical JSON (sorted keys, no spaces, ASCII) of `attrs` less `exclude`.
+
+    A group's attrs hold a hash of every array, so this one hash covers the attrs and the arrays."""
+    body = {k: v for k, v in attrs.items() if k != exclude}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                                     allow_nan=True).encode()).hexdigest()
 
 
 def file_hash(path: Path) -> str:

@@ -1,0 +1,77 @@
+"""Everything read from disk is validated before it is trusted: checkpoint attrs are inside the
+content hash, declared shapes and dtypes must match the stored arrays, a declared size must be
+backed by bytes on disk, and a Parquet table carries a hash of its values."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from refinery.store import ArtifactError, load_checkpoint, read_arrays, save_checkpoint, write_arrays
+
+
+def edit_bytes(meta_path, old: str, new: str) -> None:
+    """Replace `old` by `new` (same length: a byte edit, not a rewrite) exactly once."""
+    raw = meta_path.read_bytes()
+    assert len(old) == len(new) and raw.count(old.encode()) == 1, (old, raw[:400])
+    meta_path.write_bytes(raw.replace(old.encode(), new.encode()))
+
+
+# --------------------------------------------------------------------------- 1. attrs in the hash
+ATTR_EDITS = {
+    "arch": ('"heads": 2', '"heads": 4'),
+    "step": ('"step": 7', '"step": 9'),
+    "extra": ('"lr": 0.5', '"lr": 0.9'),
+    "shapes": ("[\n        2,\n        3\n      ]", "[\n        3,\n        2\n      ]"),
+    "packed": ('"packed": false', '"packed": true '),
+}
+
+
+@pytest.mark.parametrize("field", sorted(ATTR_EDITS))
+def test_a_one_byte_edit_of_checkpoint_attrs_is_refused(tmp_path, field):
+    path = tmp_path / "m.zarr"
+    save_checkpoint(path, {"w": torch.randn(2, 3), "b": torch.randn(3)}, {"heads": 2}, step=7, extra={"lr": 0.5})
+    load_checkpoint(path)
+    edit_bytes(path / "zarr.json", *ATTR_EDITS[field])
+    with pytest.raises(ArtifactError, match=r"m\.zarr.*(attr|hash)") as err:
+        load_checkpoint(path)
+    assert "\n" not in str(err.value)
+
+
+def test_an_edit_of_a_packed_layout_is_refused(tmp_path):
+    """Two float32 tensors of 3 values packed in one array: swapping their declared shapes
+    would swap their values."""
+    path = tmp_path / "m.zarr"
+    save_checkpoint(path, {"a": torch.zeros(3), "b": torch.ones(1, 3)}, {}, packed=True)
+    edit_bytes(path / "zarr.json", '"a": [\n        3\n      ]', '"a": [\n        1\n      ]')
+    with pytest.raises(ArtifactError, match=r"m\.zarr"):
+        load_checkpoint(path)
+
+
+def test_an_attr_edit_fails_even_a_read_of_no_arrays(tmp_path):
+    """`read_arrays(path, [])` (attrs only, as evaluate reads the prepared split) checks them too."""
+    path = tmp_path / "a.zarr"
+    write_arrays(path, {"x": np.arange(4)}, {"num_classes": 10})
+    edit_bytes(path / "zarr.json", '"num_classes": 10', '"num_classes": 11')
+    with pytest.raises(ArtifactError, match=r"a\.zarr"):
+        read_arrays(path, [])
+
+
+def test_the_hash_covers_attrs_but_not_itself(tmp_path):
+    tensors = {"w": torch.ones(3)}
+    h1 = save_checkpoint(tmp_path / "a.zarr", tensors, {"heads": 2})
+    h2 = save_checkpoint(tmp_path / "b.zarr", tensors, {"heads": 4})
+    assert h1 != h2
+    assert json.loads((tmp_path / "a.zarr" / "zarr.json").read_text())["attributes"]["content_hash"] == h1
+    assert load_checkpoint(tmp_path / "a.zarr")[1]["content_hash"] == h1
+
+
+def test_a_group_written_before_attrs_were_hashed_is_refused(tmp_path):
+    path = tmp_path / "m.zarr"
+    save_checkpoint(path, {"w": torch.ones(3)}, {"heads": 2})
+    meta = json.loads((path / "zarr.json").read_text())
+    del meta["attributes"]["hash_scheme"]
+    (path / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=r"m\.zarr: written before its attrs were hashed.*rerun"):
+        load_checkpoint(path)
+
