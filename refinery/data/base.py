@@ -1,5 +1,5 @@
 """What every data source returns, the one error type for bad user data, and the checks every
-loader shares (finite values, integer labels in range, one image size)."""
+loader shares (finite values, integer labels in range and a sane class count, one image size)."""
 from __future__ import annotations
 
 import hashlib
@@ -11,6 +11,11 @@ import numpy as np
 
 class DataSourceError(ValueError):
     """Bad input data, described in one line that names the file and the problem."""
+
+
+# More class ids than this is a broken label column (raw ids, a stray value), not a dataset: every
+# model's head and every per-class array is sized by the class count.
+MAX_CLASSES = 10_000
 
 
 @dataclass
@@ -69,10 +74,27 @@ def labels_from(values: np.ndarray, where: str) -> tuple[np.ndarray, list[str] |
         if not np.isfinite(values).all():
             raise DataSourceError(f"{where}: labels contain NaN or infinite values")
         if (values != np.round(values)).any():
-            raise DataSourceError(f"{where}: labels must be integers (found {values[values != np.round(values)][0]!r})")
+            raise DataSourceError(f"{where}: labels must be integers "
+                                  f"(found {values[values != np.round(values)][0].item()!r})")
     elif values.dtype.kind not in "iub":
         raise DataSourceError(f"{where}: labels must be integers or strings, got dtype {values.dtype}")
+    check_class_ids(values, where)  # before the cast: 1e30 would wrap to a negative int64
     return values.astype(np.int64), None
+
+
+def check_class_ids(labels: np.ndarray, where: str, n_samples: int | None = None) -> None:
+    """Refuse labels whose largest id implies an absurd class count: MAX_CLASSES or more, or (given
+    `n_samples`) more classes than samples. Class ids must run from 0 to K-1."""
+    if labels.size == 0:
+        return
+    sample = int(np.argmax(labels))
+    largest = labels[sample].item()
+    if largest >= MAX_CLASSES:
+        raise DataSourceError(f"{where}: label {largest!r} (sample {sample}) exceeds the limit of {MAX_CLASSES} "
+                              "classes; class ids must run from 0 to K-1")
+    if n_samples is not None and largest >= n_samples:
+        raise DataSourceError(f"{where}: label {largest!r} (sample {sample}) implies {largest + 1} classes for "
+                              f"{n_samples} samples; class ids must run from 0 to K-1")
 
 
 def finish(x: np.ndarray, y: np.ndarray, where: str, num_classes: int | None = None,
@@ -87,6 +109,10 @@ def finish(x: np.ndarray, y: np.ndarray, where: str, num_classes: int | None = N
         bad = int(np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))[0])
         raise DataSourceError(f"{where}: inputs contain NaN or infinite values (first at sample {bad})")
     y = np.asarray(y, dtype=np.int64)
+    if num_classes is None:
+        check_class_ids(y, where, n_samples=len(y))
+    elif num_classes > MAX_CLASSES:
+        raise DataSourceError(f"{where}: {num_classes} classes exceed the limit of {MAX_CLASSES}")
     limit = num_classes if num_classes is not None else int(y.max()) + 1
     outside = (y < 0) | (y >= limit)
     if outside.any():
