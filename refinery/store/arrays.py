@@ -96,20 +96,57 @@ def verify_attrs(path: Path | str, attrs: dict[str, Any]) -> None:
                             "zarr.json was edited or corrupted")
 
 
-def _read(group: zarr.Group, path: Path | str, name: str) -> np.ndarray:
-    if name not in group:
-        raise ArtifactError(f"{path}: array {name!r} is missing")
+def _differ(found: set[str], expected: set[str]) -> str:
+    """'' if the sets agree, else what is missing and what is unexpected, names quoted."""
+    return "; ".join(f"{kind} {', '.join(repr(n) for n in sorted(names)[:10])}"
+                     for kind, names in (("missing", expected - found), ("unexpected", found - expected)) if names)
+
+
+def _array(group: zarr.Group, path: Path | str, name: str) -> zarr.Array:
+    """The array's metadata (its zarr.json); no chunk is read."""
     try:
-        return group[name][...]
+        arr = group[name]
+    except Exception as exc:
+        raise ArtifactError(f"{path}/{name}: unreadable array metadata: {exc}") from None
+    if not isinstance(arr, zarr.Array):
+        raise ArtifactError(f"{path}/{name}: not an array")
+    return arr
+
+
+def _check_arrays(group: zarr.Group, path: Path | str, names: list[str],
+                  layout: Mapping[str, tuple[tuple[int, ...], str]] | None) -> dict[str, zarr.Array]:
+    """Check the group's arrays against its attrs (and `layout`) before any chunk is read: the
+    arrays on disk are exactly those hashed (and laid out), each with the laid-out shape and dtype."""
+    found = set(group.array_keys())
+    for what, expected in (("the hashed arrays", set(group.attrs["array_hashes"])),
+                           ("the declared layout", None if layout is None else set(layout)),
+                           ("the arrays asked for", found | set(names))):
+        if expected is not None and (wrong := _differ(found, expected)):
+            raise ArtifactError(f"{path}: the arrays on disk do not match {what}: {wrong}")
+    arrays = {name: _array(group, path, name) for name in names}
+    for name, arr in arrays.items():
+        shape, dtype = layout[name] if layout is not None else (arr.shape, arr.dtype)
+        if tuple(arr.shape) != tuple(shape) or str(arr.dtype) != str(dtype):
+            raise ArtifactError(f"{path}/{name}: stored as {tuple(arr.shape)} {arr.dtype} but the attrs declare "
+                                f"{tuple(shape)} {dtype}")
+    return arrays
+
+
+def _read(arr: zarr.Array, path: Path | str, name: str) -> np.ndarray:
+    try:
+        return arr[...]
     except Exception as exc:
         raise ArtifactError(f"{path}/{name}: unreadable chunk data: {exc}") from None
 
 
-def read_group(group: zarr.Group, path: Path | str, names: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Read `names` (default: every array) of a group opened by `open_group` (or checked by
-    `verify_attrs`) and verify each one read against its hash."""
+def read_group(group: zarr.Group, path: Path | str, names: list[str] | None = None,
+               layout: Mapping[str, tuple[tuple[int, ...], str]] | None = None) -> dict[str, np.ndarray]:
+    """Read `names` (default: every array) of a group whose attrs were verified (`open_group`,
+    `verify_attrs`): first check the arrays' metadata (`_check_arrays`; `layout`, {name: (shape,
+    dtype)}, says what must be stored), then read each and verify it against its hash."""
     names = names if names is not None else sorted(group.array_keys())
-    out = {name: _read(group, path, name) for name in names}
+    arrays = _check_arrays(group, path, names, layout)
+    out = {name: _read(arrays[name], path, name) for name in names}
     per_array = group.attrs["array_hashes"]
     bad = [n for n in out if per_array.get(n) != arrays_hash({n: out[n]})]
     if bad:

@@ -9,6 +9,7 @@ Zarr dtype, so its raw bits are stored as uint16.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -77,57 +78,71 @@ def _pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {f"packed_{dt}": np.concatenate(parts) for dt, parts in by_dtype.items()}
 
 
-def _unpack(stored: Mapping[str, np.ndarray], shapes: Mapping[str, list[int]],
-            dtypes: Mapping[str, str], path: Path | str) -> dict[str, np.ndarray]:
+def _declared(attrs: Mapping[str, Any], path: Path | str) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    """The (dtype, shape) tables of the attrs, each entry checked: an allowed dtype, a shape of
+    non-negative ints."""
+    dtypes, shapes = attrs.get("dtypes"), attrs.get("shapes")
+    if not isinstance(dtypes, dict) or not isinstance(shapes, dict) or set(dtypes) != set(shapes):
+        raise ArtifactError(f"{path}: dtype and shape tables are missing or disagree")
+    for name, dtype in dtypes.items():
+        if dtype not in _ALLOWED_DTYPES:
+            raise ArtifactError(f"{path}/{name}: unsupported dtype {str(dtype)[:40]!r}")
+        shape = shapes[name]
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            raise ArtifactError(f"{path}/{name}: shape {str(shape)[:80]} is not a list of sizes")
+    return dtypes, {name: tuple(shape) for name, shape in shapes.items()}
+
+
+def _layout(dtypes: Mapping[str, str], shapes: Mapping[str, tuple[int, ...]],
+            packed: bool) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The arrays that the dtype and shape tables say are stored: {name: (shape, stored dtype)}."""
+    if not packed:  # 0-d tensors are stored with shape (1,)
+        return {name: (shapes[name] or (1,), _storage_of(dtypes[name])) for name in dtypes}
+    totals: dict[str, int] = {}
+    for name in dtypes:
+        storage = _storage_of(dtypes[name])
+        totals[storage] = totals.get(storage, 0) + math.prod(shapes[name])
+    return {f"packed_{storage}": ((total,), storage) for storage, total in totals.items()}
+
+
+def _unpack(stored: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]],
+            dtypes: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """Split the packed arrays (their lengths already checked against the shapes) into tensors."""
     offsets: dict[str, int] = {}
     out = {}
     for name in sorted(shapes):
-        key = next((k for k in stored if k.startswith("packed_") and _storage_of(dtypes[name]) == k[7:]), None)
-        if key is None:
-            raise ArtifactError(f"{path}: packed array for {name!r} is missing")
-        size = int(np.prod(shapes[name], dtype=np.int64))
-        start = offsets.get(key, 0)
-        chunk = stored[key][start:start + size]
-        if chunk.size != size:
-            raise ArtifactError(f"{path}: packed array {key} is too short")
-        out[name] = chunk.reshape(shapes[name])
+        key = f"packed_{_storage_of(dtypes[name])}"
+        start, size = offsets.get(key, 0), math.prod(shapes[name])
+        out[name] = stored[key][start:start + size].reshape(shapes[name])
         offsets[key] = start + size
     return out
 
 
 def _storage_of(dtype: str) -> str:
-    return {"bfloat16": "uint16", "bool": "bool"}.get(dtype, dtype)
+    """The numpy dtype a tensor of `dtype` is stored as (bfloat16 has none: its bits, as uint16)."""
+    return "uint16" if dtype == "bfloat16" else dtype
 
 
 def load_checkpoint(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint; returns (tensors, attrs). Raises ArtifactError on any mismatch."""
+    """Read a checkpoint; returns (tensors, attrs). Raises ArtifactError on any mismatch.
+
+    Before any chunk is read: the attrs must match the content hash, and the stored arrays must
+    be exactly the ones the dtype and shape tables declare, each with the declared shape and
+    stored dtype (see `_layout`)."""
     group = open_unverified(path)
     attrs = dict(group.attrs)
     if attrs.get("format") != FORMAT:
         raise ArtifactError(f"{path}: not a refinery checkpoint (format={str(attrs.get('format'))[:80]!r})")
     verify_attrs(path, attrs)  # the attrs (arch, dtypes, shapes, layout, step, extra) are in the hash
-    arrays = read_group(group, path)
-    dtypes, shapes = attrs.get("dtypes"), attrs.get("shapes")
-    if not isinstance(dtypes, dict) or not isinstance(shapes, dict) or set(dtypes) != set(shapes):
-        raise ArtifactError(f"{path}: dtype and shape tables are missing or disagree")
-    try:
-        if attrs.get("packed"):
-            arrays = _unpack(arrays, shapes, dtypes, path)
-        elif set(arrays) != set(dtypes):
-            raise ArtifactError(f"{path}: dtype table does not match the stored arrays")
-        else:
-            arrays = {n: a.reshape(shapes[n]) for n, a in arrays.items()}
-    except (ValueError, TypeError) as exc:
-        raise ArtifactError(f"{path}: stored shapes do not match attrs: {exc}") from None
+    dtypes, shapes = _declared(attrs, path)
+    packed = bool(attrs.get("packed"))
+    arrays = read_group(group, path, layout=_layout(dtypes, shapes, packed))
+    if packed:
+        arrays = _unpack(arrays, shapes, dtypes)
+    else:
+        arrays = {name: a.reshape(shapes[name]) for name, a in arrays.items()}
     tensors = {}
     for name, arr in arrays.items():
-        dtype = dtypes[name]
-        if dtype not in _ALLOWED_DTYPES:
-            raise ArtifactError(f"{path}/{name}: unsupported dtype {dtype!r}")
-        if dtype == "bfloat16":
-            tensors[name] = torch.from_numpy(arr.astype(np.uint16)).view(torch.bfloat16)
-        else:
-            if str(arr.dtype) != dtype and not (dtype == "bool" and arr.dtype == np.bool_):
-                raise ArtifactError(f"{path}/{name}: stored dtype {arr.dtype} but attrs say {dtype}")
-            tensors[name] = torch.from_numpy(np.array(arr))
+        tensor = torch.from_numpy(np.array(arr))
+        tensors[name] = tensor.view(torch.bfloat16) if dtypes[name] == "bfloat16" else tensor
     return tensors, attrs

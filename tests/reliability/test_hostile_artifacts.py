@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import zarr
 
 from refinery.store import ArtifactError, load_checkpoint, read_arrays, save_checkpoint, write_arrays
 
@@ -75,3 +76,53 @@ def test_a_group_written_before_attrs_were_hashed_is_refused(tmp_path):
     with pytest.raises(ArtifactError, match=r"m\.zarr: written before its attrs were hashed.*rerun"):
         load_checkpoint(path)
 
+
+# --------------------------------------------------------------------------- 2. forged shapes and dtypes
+def forged_checkpoint(path, arrays, dtypes, shapes, packed=False):
+    """A checkpoint whose hash is right but whose attrs lie about its arrays (a writer bug, or a
+    forger who recomputed the hash): the layout checks must stand on their own."""
+    attrs = {"format": "refinery.checkpoint/1", "arch": {}, "dtypes": dtypes, "shapes": shapes, "step": 0,
+             "extra": {}, "packed": packed}
+    write_arrays(path, arrays, attrs)
+
+
+@pytest.fixture
+def chunk_reads(monkeypatch):
+    """Every chunk read (array indexing) made while the test runs."""
+    real, reads = zarr.Array.__getitem__, []
+    monkeypatch.setattr(zarr.Array, "__getitem__", lambda self, key: reads.append(self.path) or real(self, key))
+    return reads
+
+
+FORGERIES = {
+    "shape reshaped into": ({"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, {"w": "float32"}, {"w": [3, 2]},
+                            False, r"w.*\(2, 3\).*\(3, 2\)"),
+    "bfloat16 over float64": ({"w": np.random.default_rng(0).random(3)}, {"w": "bfloat16"}, {"w": [3]}, False,
+                              r"w.*float64.*uint16"),
+    "missing tensor": ({"w": np.zeros(3, np.float32)}, {"w": "float32", "b": "float32"}, {"w": [3], "b": [3]},
+                       False, r"missing.*'b'"),
+    "extra packed array": ({"packed_float32": np.zeros(3, np.float32), "packed_int8": np.zeros(2, np.int8)},
+                           {"a": "float32"}, {"a": [3]}, True, r"unexpected.*'packed_int8'"),
+    "packed array too long": ({"packed_float32": np.zeros(5, np.float32)}, {"a": "float32"}, {"a": [3]}, True,
+                              r"packed_float32.*\(5,\).*\(3,\)"),
+    "packed under the wrong dtype": ({"packed_float64": np.zeros(3)}, {"a": "float32"}, {"a": [3]}, True,
+                                     r"'packed_float64'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FORGERIES))
+def test_attrs_that_lie_about_the_arrays_are_refused_before_any_chunk_is_read(tmp_path, case, chunk_reads):
+    arrays, dtypes, shapes, packed, message = FORGERIES[case]
+    forged_checkpoint(tmp_path / "m.zarr", arrays, dtypes, shapes, packed)
+    with pytest.raises(ArtifactError, match=r"m\.zarr.*" + message):
+        load_checkpoint(tmp_path / "m.zarr")
+    assert chunk_reads == []
+
+
+def test_an_edited_array_dtype_is_refused_before_any_chunk_is_read(tmp_path, chunk_reads):
+    path = tmp_path / "m.zarr"
+    save_checkpoint(path, {"w": torch.randn(4)}, {})
+    edit_bytes(path / "w" / "zarr.json", '"data_type": "float32"', '"data_type": "int32"  ')
+    with pytest.raises(ArtifactError, match=r"m\.zarr.*w.*int32.*float32"):
+        load_checkpoint(path)
+    assert chunk_reads == []
