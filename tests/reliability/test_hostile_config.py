@@ -27,8 +27,8 @@ def _address_space() -> int:
 
 def bounded(call: Callable[[], object], seconds: float = 10.0, memory: int = 512 << 20) -> tuple[str, str]:
     """Run `call` in a forked child that may grow by `memory` bytes of address space and run for
-    `seconds`; return (name of what it raised, or "returned"; its message). A runaway fails the test
-    instead of eating the machine."""
+    `seconds`; return (name of what it raised, "returned" or "died"; its message). A runaway fails
+    the test instead of eating the machine, a crash fails it instead of ending the session."""
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
 
@@ -43,13 +43,16 @@ def bounded(call: Callable[[], object], seconds: float = 10.0, memory: int = 512
 
     process = ctx.Process(target=child)
     process.start()
-    ready = receive.poll(seconds)
-    result = receive.recv() if ready else None
+    send.close()  # the child's copy stays open until it exits
+    try:
+        result = receive.recv() if receive.poll(seconds) else None
+    except EOFError:  # it died without a word: a crash
+        result = ("died", "")
     process.kill()
     process.join()
     if result is None:
         pytest.fail(f"still running after {seconds} s (killed)")
-    return result
+    return ("died", f"exit code {process.exitcode}") if result[0] == "died" else result
 
 
 # --------------------------------------------------------------------------- aliases
