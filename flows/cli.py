@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -67,14 +68,18 @@ def listed(names: list[str]) -> str:
     return ", ".join(names) if names else "none"
 
 
-def say_prefect() -> None:
-    """Say where this command's runs are recorded, before it connects."""
+def say_prefect(root: Path) -> None:
+    """Say where this command's runs are recorded; without a server to record in, start a
+    temporary one for this command alone (stopped when the command ends, however it ends)."""
     url = os.environ.get("PREFECT_API_URL")
     if url:
         say(f"Prefect: recording in the server at {url}")
-    else:
-        say("Prefect: starting a temporary server for this command (takes 10-20 s; `refinery server start` "
-            "keeps one up for every command)")
+        return
+    say("Prefect: starting a temporary server for this command (takes 10-20 s; `refinery server start` "
+        "keeps one up for every command)")
+    from .server import start_temporary
+
+    os.environ["PREFECT_API_URL"] = start_temporary(root)
 
 
 def cmd_run(args: argparse.Namespace, root: Path, forget_request: bool = False) -> int:
@@ -110,7 +115,7 @@ def run_locked(args: argparse.Namespace, root: Path, forget_request: bool) -> in
         parts += [f"then, if their inputs change: {listed(todo.downstream)}"] * bool(todo.downstream)
         parts += [f"up to date: {listed(todo.fresh)}"] * bool(todo.fresh)
         say(f"pipeline '{cfg.name}': {'; '.join(parts)}")
-    say_prefect()
+    say_prefect(root)
     from prefect import tags
 
     from .pipeline import pipeline_flow
@@ -149,7 +154,7 @@ def cmd_stage(args: argparse.Namespace, root: Path) -> int:
     cfg = C.load(root / "params.yaml")  # fail on a bad config before Prefect starts
     if args.seed is not None and args.name not in SEEDED_STAGES:
         raise UsageError(f"stage {args.name}: --seed names a member of a seed group; {args.name} has none")
-    say_prefect()
+    say_prefect(root)
     from .pipeline import stage_flow
 
     stage_flow(name=dvc_name(args.name, args.seed), root=str(root), pipeline=cfg.name)
@@ -286,7 +291,7 @@ def cmd_serve(args: argparse.Namespace, root: Path) -> int:
     if not os.environ.get("PREFECT_API_URL"):  # a temporary server cannot schedule runs
         raise UsageError("serve: a schedule needs a Prefect server that stays up: run `refinery server start` "
                          "first, or set PREFECT_API_URL")
-    say_prefect()
+    say_prefect(root)
     from .nightly import serve
 
     serve(root, args.name, cron=args.cron, interval=args.interval)
@@ -294,7 +299,7 @@ def cmd_serve(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace, root: Path) -> int:
-    say_prefect()
+    say_prefect(root)
     from .nightly import deploy
 
     deployment_id = deploy(root, args.name, args.pool, args.cron)
@@ -311,7 +316,7 @@ def cmd_sweep(args: argparse.Namespace, root: Path) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     say(f"sweep of {len(points)} point(s), one DVC experiment each")
-    say_prefect()
+    say_prefect(root)
     from .sweep import run_sweep
 
     done = run_sweep(root, args.grid, address=args.address, workers=args.workers)
@@ -383,8 +388,14 @@ def prepare(args: argparse.Namespace) -> Path:
     return root
 
 
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # before any heavy import: --help and bad arguments answer at once
+    # SIGTERM ends a command as Ctrl-C does: the flow run is marked crashed, the server stopped.
+    signal.signal(signal.SIGTERM, interrupt)
     root = prepare(args)
     try:
         return COMMANDS[args.command](args, root)

@@ -9,11 +9,13 @@ process is gone). This module imports nothing heavy: the CLI reads it before pre
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -97,19 +99,46 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def launch(root: Path, host: str, port: int, keep: bool) -> subprocess.Popen:
+def launch(root: Path, host: str, port: int, keep: bool, log: Path | None = None) -> subprocess.Popen:
     """Start `prefect server start` in its own session (its own process group, so stopping it
-    stops every process it started). `keep`: detached, output to .prefect/server.log."""
+    stops every process it started). `keep`: detached, output to .prefect/server.log; otherwise
+    it dies with this process, its output to `log` (default: this process's)."""
     (root / ".prefect").mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
-    out = open(root / ".prefect" / "server.log", "w") if keep else None  # noqa: SIM115  the server writes it
+    log = root / ".prefect" / "server.log" if keep else log
+    out = open(log, "w") if log else None  # noqa: SIM115  the server writes it
     try:
-        return subprocess.Popen(cmd, env=server_env(root, host, port), stdout=out, stderr=subprocess.STDOUT if keep
-                                else None, stdin=subprocess.DEVNULL, start_new_session=True,
-                                preexec_fn=None if keep else die_with_parent)
+        return subprocess.Popen(cmd, env=server_env(root, host, port), stdout=out,
+                                stderr=subprocess.STDOUT if out else None, stdin=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=None if keep else die_with_parent)
     finally:
         if out:
             out.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def start_temporary(root: Path) -> str:
+    """Start a Prefect server for this command alone and return its API URL. It is stopped at
+    interpreter exit, after Prefect's own exit handlers (registered later, so run earlier) have
+    sent the last states and logs to it. It runs in a session of its own, so a terminal's Ctrl-C
+    reaches the command but not the server, and the command can still report its interrupted
+    flow run; if the command is killed outright, the kernel stops the server (PR_SET_PDEATHSIG)."""
+    host, port = "127.0.0.1", free_port()
+    log = root / ".prefect" / f"server-{os.getpid()}.log"
+    proc = launch(root, host, port, keep=False, log=log)
+
+    def stop() -> None:
+        stop_process(proc.pid)
+        log.unlink(missing_ok=True)
+
+    atexit.register(stop)
+    wait_healthy(proc, f"http://{host}:{port}/api", log)
+    return f"http://{host}:{port}/api"
 
 
 def wait_healthy(proc: subprocess.Popen, api_url: str, log: Path | None) -> None:
