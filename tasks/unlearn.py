@@ -44,7 +44,7 @@ from refinery.unlearn.selection import select_lrs, with_setting
 from refinery.unlearn.ssd import full_importance, importance_inputs
 from refinery.unlearn.sisa import SISAEnsemble, deploy, deployment_key, load_deployment, save_deployment
 
-from .common import Workspace, log, pick_device, progress_reporter, seed_everything, write_manifest
+from .common import Workspace, log, pick_device, progress_reporter, read_cache, seed_everything, write_manifest
 from .distill import cached_teacher
 from .models import load_model, save_model
 from .stages import STAGE_NAMES
@@ -97,8 +97,9 @@ def cached_importance(ws: Workspace, kind: str, ctx: UnlearnContext, model_hash:
     h = hashlib.sha256(f"{kind}|{model_hash}|{mode}|{batch}".encode())
     h.update(full.ids.numpy().tobytes())
     path = ws.root / ".refinery" / "cache" / "unlearn" / f"{kind}_importance" / f"{h.hexdigest()[:20]}.zarr"
-    if (path / "zarr.json").exists():
-        tensors, attrs = load_checkpoint(path)
+    cached = read_cache(path, load_checkpoint)
+    if cached is not None:
+        tensors, attrs = cached
         return {n: t.to(ctx.device) for n, t in tensors.items()}, float(attrs["extra"]["seconds"])
     started = time.perf_counter()
     imp = full_importance(ctx, kind)
@@ -113,8 +114,9 @@ def cached_sisa(ws: Workspace, ctx: UnlearnContext):
     full = ctx.full()
     key = deployment_key(ctx.arch, full, ctx.train_cfg, ctx.seed, s.shards, s.slices)
     path = ws.root / ".refinery" / "cache" / "unlearn" / "sisa" / f"{key}.zarr"
-    if (path / "zarr.json").exists():
-        return load_deployment(path, ctx.device)
+    cached = read_cache(path, lambda p: load_deployment(p, ctx.device))
+    if cached is not None:
+        return cached
     deployment = deploy(ctx.arch, full, ctx.train_cfg, ctx.seed, s.shards, s.slices, ctx.device)
     save_deployment(path, deployment)
     return deployment
