@@ -215,12 +215,12 @@ def cmd_forget(args: argparse.Namespace, root: Path) -> int:
 
 def forget_locked(args: argparse.Namespace, root: Path) -> int:
     from refinery import config as C
-    from refinery.resolve import write_params
+    from refinery.resolve import with_fingerprint, write_params
 
     raw = C.read_yaml(root / "params.yaml")
     previous = raw.get("forget")
     raw["forget"] = C.deep_merge(raw.get("forget", {}), forget_section(args, root))
-    cfg = C.validate(raw, "forget request")
+    cfg = with_fingerprint(root, C.validate(raw, "forget request"))  # the ids file by content
     count = check_request(root, cfg)
     write_params(root, cfg)
     how = "exact: the lineage retrains without them" if cfg.forget.exact else "approximate: the student unlearns them"

@@ -54,8 +54,9 @@ def pending_forget(root: str) -> str:
 
 @task(name="user-data", retries=0, cache_policy=NO_CACHE)
 def refresh_user_data(root: str) -> str:
-    """Re-stamp data.fingerprint in params.yaml, so files changed under data.path rerun prepare.
-    Without a data.path there is nothing to stamp, and params.yaml is left to the pipeline."""
+    """Re-stamp data.fingerprint and forget.fingerprint in params.yaml, so files changed under
+    data.path, or an edited ids file, rerun prepare. Without either there is nothing to stamp,
+    and params.yaml is left to the pipeline."""
     from refinery import config as C
 
     from refinery.resolve import resolve_config, write_params
@@ -63,8 +64,10 @@ def refresh_user_data(root: str) -> str:
     params = Path(root) / "params.yaml"
     raw = C.read_yaml(params) if params.exists() else {}
     data = raw.get("data") if isinstance(raw, dict) else None
-    if not (isinstance(data, dict) and data.get("path")):
-        return "no data.path: nothing to stamp"
+    forget = raw.get("forget") if isinstance(raw, dict) else None
+    by_ids = isinstance(forget, dict) and forget.get("mode") == "ids"
+    if not (isinstance(data, dict) and data.get("path")) and not by_ids:
+        return "no data.path and no ids file: nothing to stamp"
     cfg = resolve_config(Path(root), None, [])
     write_params(Path(root), cfg)
     return f"user data {cfg.data.path}: fingerprint {cfg.data.fingerprint}"

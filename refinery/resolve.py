@@ -24,13 +24,17 @@ def resolve_config(root: Path, pipeline: str | None, overrides: list[str]) -> C.
 
 
 def with_fingerprint(root: Path, cfg: C.PipelineConfig) -> C.PipelineConfig:
-    """The config with data.fingerprint describing the files under data.path as they are now.
+    """The config with data.fingerprint describing the files under data.path as they are now
+    (and forget.fingerprint the request's ids file).
     DVC cannot list a path chosen in params.yaml among prepare's deps, so the files' state
     enters as a param instead: edited user data reruns prepare and everything after it."""
     from .data import fingerprint  # torch and the data sources, only when needed
 
     stamp = fingerprint(root / cfg.data.path) if cfg.data.path else None
-    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"fingerprint": stamp})})
+    f = cfg.forget  # a request's ids file likewise: an edited file is a new request
+    ids_stamp = fingerprint(root / f.ids_file) if f.mode == "ids" and f.ids_file else None
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"fingerprint": stamp}),
+                                  "forget": f.model_copy(update={"fingerprint": ids_stamp})})
 
 
 def write_params(root: Path, cfg: C.PipelineConfig) -> None:

@@ -73,7 +73,7 @@ class DataConfig(Strict):
     image_column: str = Field("image", description="parquet: image bytes or numeric array column")
     label_column: str = Field("label", description="parquet: integer or string label column")
     fingerprint: str | None = Field(None, description=(
-        "set by `refinery run` from the names, sizes and times of the files under data.path, so that "
+        "set by `refinery run` from the names and content of the files under data.path, so that "
         "changed files rerun prepare (DVC sees a changed param); leave it to refinery"))
 
     @model_validator(mode="after")
@@ -94,6 +94,7 @@ class ForgetConfig(Strict):
     classes: list[int] = Field(default_factory=lambda: [3])
     fraction: float = Field(0.1, gt=0.0, lt=1.0)
     ids_file: str | None = Field(None, description="CSV or Parquet with a sample_id column")
+    fingerprint: str | None = Field(None, description="set by refinery from ids_file's content; leave it")
     exact: bool = Field(False, description="retrain the whole lineage without the forgotten samples: prepare "
                                            "drops them from the training split, so every stage reruns")
 

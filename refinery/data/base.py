@@ -37,15 +37,17 @@ def existing(path: Path | str | None, what: str) -> Path:
 
 
 def fingerprint(path: Path | str) -> str:
-    """A hash of the names, sizes and modification times of the files at `path` (a file or a
-    folder tree): it changes when a file is added, removed, replaced or edited, without reading
-    the data (DVC's own change check uses the same stat fields)."""
+    """A hash of the content of the files at `path` (a file or a folder tree) with their relative
+    names: it changes when a file is added, removed, renamed or edited, and only then (a copy
+    or a touched file with the same bytes keeps it). Reading every byte costs about a second
+    per GB; sizes and times alone miss an edit that keeps both."""
     path = existing(path, "user data")
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     h = hashlib.sha256()
     for f in files:
-        stat = f.stat()
-        h.update(f"{f.relative_to(path) if f != path else f.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        h.update(f"{f.relative_to(path) if f != path else f.name}\0".encode())
+        with open(f, "rb") as stream:
+            h.update(hashlib.file_digest(stream, "sha256").digest())
     return h.hexdigest()[:16]
 
 

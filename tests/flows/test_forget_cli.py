@@ -41,8 +41,9 @@ def test_ids_file_is_recorded(project, kind, capsys):
     frame = pd.DataFrame({"sample_id": [3, 7, 11]})
     frame.to_csv(path, index=False) if kind == "csv" else frame.to_parquet(path)
     assert forget(project, "--ids", str(path)) == 0
-    assert params(project)["forget"] == {"mode": "ids", "classes": [3], "fraction": 0.1,
-                                         "ids_file": f"ids.{kind}", "exact": False}
+    recorded = params(project)["forget"]
+    assert len(recorded.pop("fingerprint")) == 16  # the ids file's content, so an edit is a new request
+    assert recorded == {"mode": "ids", "classes": [3], "fraction": 0.1, "ids_file": f"ids.{kind}", "exact": False}
     assert "3 training samples" in capsys.readouterr().out
 
 
