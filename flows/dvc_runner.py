@@ -9,6 +9,7 @@ the same workspace fails fast instead of corrupting dvc.lock.
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import chdir, contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -71,12 +72,50 @@ def locked_repo(root: Path) -> Iterator[object]:
     from dvc.repo import Repo
 
     with workspace_lock(root) as lock, chdir(root):  # DVC resolves stage paths against the working directory
+        recover_lockfile(Path(root))
         repo = Repo(str(root))
         repo.lock = lock  # the lock this process holds, not a second one on the same file
         try:
             yield repo
         finally:
             repo.close()
+
+
+def lockfile_readable(path: Path) -> bool:
+    """Whether `path` parses as a DVC lock file (a mapping with its schema and stages)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "schema" in data and isinstance(data.get("stages"), dict)
+
+
+def lockfile_snapshot(root: Path) -> Path:
+    return root / ".dvc" / "tmp" / "dvc.lock.previous"
+
+
+def recover_lockfile(root: Path) -> str | None:
+    """DVC rewrites dvc.lock in place, so a kill mid-write can leave it cut short, and then every
+    later `dvc` and `refinery` command fails on it. Put back the copy taken before that write (it
+    lacks only the stage being recorded, which DVC's run cache then restores), or, without one,
+    set the broken file aside: every stage is then restored from the run cache or rerun."""
+    path = root / "dvc.lock"
+    if not path.exists() or lockfile_readable(path):
+        return None
+    from refinery.store.atomic import write_bytes
+
+    snapshot = lockfile_snapshot(root)
+    if snapshot.exists() and lockfile_readable(snapshot):
+        write_bytes(path, snapshot.read_bytes())
+        log.warning("dvc.lock was cut short (a write interrupted): put back the copy taken before that write")
+        return "restored"
+    aside = path.with_name(f"dvc.lock.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+    path.replace(aside)
+    log.warning("dvc.lock was unreadable: moved to %s; stages are restored from DVC's run cache or rerun",
+                aside.name)
+    return "set aside"
 
 
 def pipeline_stages(repo) -> list:
@@ -160,5 +199,10 @@ def do_stage(repo, stage, upstream: list, run_stage: Callable[[str], None], forc
         action = "ran"
     stage.save()
     stage.commit()
+    lock = Path(repo.root_dir) / "dvc.lock"
+    if lock.exists():  # DVC writes dvc.lock in place: keep a whole copy to recover from
+        from refinery.store.atomic import write_bytes
+
+        write_bytes(lockfile_snapshot(Path(repo.root_dir)), lock.read_bytes())
     stage.dump(update_pipeline=False)
     return action
