@@ -22,7 +22,8 @@ def test_a_cut_short_lockfile_is_recovered(project, cut, snapshot):
     expected = metrics(project)
     lock = project / "dvc.lock"
     text = lock.read_text()
-    lock.write_text(text[: len(text) // 2] if cut == "half" else "")
+    # cut mid-line, as a kill mid-write does: the text ends in "    md" (not valid YAML)
+    lock.write_text(text[: text.index("md5:", len(text) // 2) + 2] if cut == "half" else "")
     if not snapshot:
         (project / ".dvc" / "tmp" / "dvc.lock.previous").unlink(missing_ok=True)
     out = run(project, "refinery", "run")
