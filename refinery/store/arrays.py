@@ -2,10 +2,12 @@
 
 The group attrs carry `array_hashes`, a sha256 per array, and `content_hash`, a sha256 of the
 canonical JSON of every other attr (the per-array hashes included), so one hash covers the attrs
-and the arrays. Opening a group checks its attrs against `content_hash` (cheap: no chunk is read),
-and every read checks the hash of each array it reads (a partial read too), so an edited attr, a
-flipped byte or a lost chunk is caught before anything uses the data. A group written before the
-attrs were hashed (no `hash_scheme` attr) is refused: rerun the stage that writes it.
+and the arrays. Opening a group checks its attrs against `content_hash` (cheap: no chunk is read);
+a read then checks each array's zarr.json before reading a chunk (the arrays are exactly those
+hashed, and declare no more than their chunk files can hold: see MAX_EXPANSION), and the hash of
+each array it reads (a partial read too), so an edited attr, a forged shape, a flipped byte or a
+lost chunk is caught before anything uses the data. A group written before the attrs were hashed
+(no `hash_scheme` attr) is refused: rerun the stage that writes it.
 
 Each array is one shard (one file on disk) of small chunks, so DVC hashes a handful of files
 instead of thousands, while readers can still fetch chunks independently.
@@ -13,6 +15,7 @@ instead of thousands, while readers can still fetch chunks independently.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,6 +29,15 @@ from .hashing import arrays_hash, attrs_hash
 FORMAT = "refinery.arrays/1"
 # content_hash = attrs_hash(every attr but itself); the attrs hold `array_hashes`
 HASH_SCHEME = "sha256(attrs+array_hashes)/1"
+# An array's zarr.json is read before its chunks, and zarr fills a missing chunk with the fill
+# value, so a few bytes of metadata could demand gigabytes (2e8 float64 over 1 KB of chunks: 81 s,
+# 3.5 GiB). Before reading, an array may declare at most MAX_EXPANSION times the bytes of its chunk
+# files plus EXPANSION_SLACK (zstd packs zeros far tighter than 64x, so small arrays get the slack;
+# a 5,000-label int64 column was 163x), no chunk file may be missing (write_arrays writes every
+# chunk, empty ones too), and one read may declare at most MAX_READ_BYTES in all.
+MAX_EXPANSION = 64
+EXPANSION_SLACK = 256 << 20
+MAX_READ_BYTES = 32 << 30
 
 
 class ArtifactError(RuntimeError):
@@ -73,7 +85,7 @@ def open_unverified(path: Path | str) -> zarr.Group:
     try:
         return zarr.open_group(str(path), mode="r", zarr_format=3)
     except Exception as exc:  # zarr raises several types for damaged metadata
-        raise ArtifactError(f"{path}: unreadable Zarr group: {exc}") from None
+        raise ArtifactError(f"{path}: unreadable Zarr group: {_why(exc)}") from None
 
 
 def open_group(path: Path | str) -> zarr.Group:
@@ -96,6 +108,12 @@ def verify_attrs(path: Path | str, attrs: dict[str, Any]) -> None:
                             "zarr.json was edited or corrupted")
 
 
+def _why(exc: BaseException) -> str:
+    """One line saying what went wrong, never empty (a MemoryError has no message)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
 def _differ(found: set[str], expected: set[str]) -> str:
     """'' if the sets agree, else what is missing and what is unexpected, names quoted."""
     return "; ".join(f"{kind} {', '.join(repr(n) for n in sorted(names)[:10])}"
@@ -107,7 +125,7 @@ def _array(group: zarr.Group, path: Path | str, name: str) -> zarr.Array:
     try:
         arr = group[name]
     except Exception as exc:
-        raise ArtifactError(f"{path}/{name}: unreadable array metadata: {exc}") from None
+        raise ArtifactError(f"{path}/{name}: unreadable array metadata: {_why(exc)}") from None
     if not isinstance(arr, zarr.Array):
         raise ArtifactError(f"{path}/{name}: not an array")
     return arr
@@ -123,20 +141,40 @@ def _check_arrays(group: zarr.Group, path: Path | str, names: list[str],
                            ("the arrays asked for", found | set(names))):
         if expected is not None and (wrong := _differ(found, expected)):
             raise ArtifactError(f"{path}: the arrays on disk do not match {what}: {wrong}")
-    arrays = {name: _array(group, path, name) for name in names}
+    arrays, total = {name: _array(group, path, name) for name in names}, 0
     for name, arr in arrays.items():
         shape, dtype = layout[name] if layout is not None else (arr.shape, arr.dtype)
         if tuple(arr.shape) != tuple(shape) or str(arr.dtype) != str(dtype):
             raise ArtifactError(f"{path}/{name}: stored as {tuple(arr.shape)} {arr.dtype} but the attrs declare "
                                 f"{tuple(shape)} {dtype}")
+        total += _check_size(arr, path, name)
+    if total > MAX_READ_BYTES:
+        raise ArtifactError(f"{path}: the arrays to read declare {total} bytes in all, over MAX_READ_BYTES "
+                            f"({MAX_READ_BYTES}) of refinery.store.arrays")
     return arrays
+
+
+def _check_size(arr: zarr.Array, path: Path | str, name: str) -> int:
+    """Refuse an array whose zarr.json declares more than its chunk files can hold (see MAX_EXPANSION)."""
+    files = [p for p in (Path(path) / name).rglob("*") if p.is_file() and p.name != "zarr.json"]
+    on_disk = sum(p.stat().st_size for p in files)
+    declared = math.prod(arr.shape) * arr.dtype.itemsize
+    bound = MAX_EXPANSION * on_disk + EXPANSION_SLACK
+    if declared > bound:
+        raise ArtifactError(f"{path}/{name}: declares {tuple(arr.shape)} {arr.dtype}, {declared} bytes, over "
+                            f"{on_disk} bytes of chunk files (at most {bound}); its zarr.json is damaged or forged")
+    grid = math.prod(-(-n // c) for n, c in zip(arr.shape, arr.metadata.chunk_grid.chunk_shape))
+    if grid > len(files):
+        raise ArtifactError(f"{path}/{name}: declares {grid} chunk files but {len(files)} "
+                            f"{'is' if len(files) == 1 else 'are'} on disk; chunks are missing or zarr.json is damaged")
+    return declared
 
 
 def _read(arr: zarr.Array, path: Path | str, name: str) -> np.ndarray:
     try:
         return arr[...]
     except Exception as exc:
-        raise ArtifactError(f"{path}/{name}: unreadable chunk data: {exc}") from None
+        raise ArtifactError(f"{path}/{name}: unreadable chunk data: {_why(exc)}") from None
 
 
 def read_group(group: zarr.Group, path: Path | str, names: list[str] | None = None,
@@ -145,13 +183,11 @@ def read_group(group: zarr.Group, path: Path | str, names: list[str] | None = No
     `verify_attrs`): first check the arrays' metadata (`_check_arrays`; `layout`, {name: (shape,
     dtype)}, says what must be stored), then read each and verify it against its hash."""
     names = names if names is not None else sorted(group.array_keys())
-    arrays = _check_arrays(group, path, names, layout)
-    out = {name: _read(arrays[name], path, name) for name in names}
-    per_array = group.attrs["array_hashes"]
-    bad = [n for n in out if per_array.get(n) != arrays_hash({n: out[n]})]
-    if bad:
-        raise ArtifactError(f"{path}: content hash mismatch in {', '.join(bad)}; "
-                            "the arrays are corrupted or were modified")
+    arrays, per_array, out = _check_arrays(group, path, names, layout), group.attrs["array_hashes"], {}
+    for name in names:  # each checked as soon as read, so a bad one is dropped before the next is read
+        out[name] = _read(arrays[name], path, name)
+        if per_array[name] != arrays_hash({name: out[name]}):
+            raise ArtifactError(f"{path}: content hash mismatch in {name}; the arrays are corrupted or were modified")
     return out
 
 

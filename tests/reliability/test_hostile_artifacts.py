@@ -2,12 +2,14 @@
 content hash, declared shapes and dtypes must match the stored arrays, a declared size must be
 backed by bytes on disk, and a Parquet table carries a hash of its values."""
 import json
+import time
 
 import numpy as np
 import pytest
 import torch
 import zarr
 
+import refinery.store.arrays as arrays_module
 from refinery.store import ArtifactError, load_checkpoint, read_arrays, save_checkpoint, write_arrays
 
 
@@ -126,3 +128,72 @@ def test_an_edited_array_dtype_is_refused_before_any_chunk_is_read(tmp_path, chu
     with pytest.raises(ArtifactError, match=r"m\.zarr.*w.*int32.*float32"):
         load_checkpoint(path)
     assert chunk_reads == []
+
+
+# --------------------------------------------------------------------------- 3. memory bombs
+BOMB = 200_000_000  # float64 elements: 1.6 GB declared over 1 KB of chunk data
+
+
+def declare(array_dir, shape, chunk_shape=None, inner_shape=None):
+    """Rewrite an array's zarr.json to declare `shape` (and chunk shapes); the chunk files stay."""
+    meta = json.loads((array_dir / "zarr.json").read_text())
+    meta["shape"] = shape
+    if chunk_shape:
+        meta["chunk_grid"]["configuration"]["chunk_shape"] = chunk_shape
+    if inner_shape:
+        meta["codecs"][0]["configuration"]["chunk_shape"] = inner_shape
+    (array_dir / "zarr.json").write_text(json.dumps(meta))
+
+
+@pytest.fixture
+def small(tmp_path):
+    path = tmp_path / "a.zarr"
+    write_arrays(path, {"x": np.random.default_rng(0).random(128), "y": np.arange(3)})
+    return path
+
+
+@pytest.mark.parametrize("chunks", ["grid of missing chunks", "one huge chunk"])
+def test_a_declared_size_far_beyond_the_bytes_on_disk_is_refused_at_once(small, chunks, chunk_reads):
+    if chunks == "one huge chunk":  # one chunk file, whose index points at 1 KB for 1.6 GB
+        declare(small / "x", [BOMB], [BOMB], [BOMB])
+    else:  # 1.6 million chunks, of which one is on disk
+        declare(small / "x", [BOMB])
+    started = time.perf_counter()
+    with pytest.raises(ArtifactError, match=r"a\.zarr/x: declares .*1600000000 bytes") as err:
+        read_arrays(small)
+    assert time.perf_counter() - started < 5 and chunk_reads == []
+    assert "\n" not in str(err.value)
+    assert read_arrays(small, ["y"])[0]["y"].tolist() == [0, 1, 2]  # a partial read of the rest is fine
+
+
+def test_a_consistent_forgery_of_a_huge_tensor_is_refused(tmp_path, chunk_reads):
+    """Attrs (hash recomputed) and array metadata agree on 2e8 elements in one chunk; it holds 128."""
+    path = tmp_path / "m.zarr"
+    forged_checkpoint(path, {"w": np.zeros(128)}, {"w": "float64"}, {"w": [BOMB]})
+    declare(path / "w", [BOMB], [BOMB], [BOMB])
+    with pytest.raises(ArtifactError, match=r"m\.zarr/w: declares"):
+        load_checkpoint(path)
+    assert chunk_reads == []
+
+
+def test_a_chunk_grid_beyond_the_chunk_files_is_refused(small):
+    """A few KB declared in a million 1-element chunks: small in memory, but a million reads."""
+    declare(small / "y", [1_000_000], [1], [1])
+    with pytest.raises(ArtifactError, match=r"a\.zarr/y: declares 1000000 chunk files but 1 is on disk"):
+        read_arrays(small)
+
+
+def test_one_read_is_capped_in_all(small, monkeypatch):
+    monkeypatch.setattr(arrays_module, "MAX_READ_BYTES", 1000)
+    with pytest.raises(ArtifactError, match=r"a\.zarr: the arrays to read declare 1048 bytes in all, over MAX_READ"):
+        read_arrays(small)
+    assert read_arrays(small, ["y"])[0]["y"].tolist() == [0, 1, 2]
+
+
+def test_a_read_failure_is_one_line_naming_the_file_and_the_error(small, monkeypatch):
+    def out_of_memory(self, key):
+        raise MemoryError()
+
+    monkeypatch.setattr(zarr.Array, "__getitem__", out_of_memory)
+    with pytest.raises(ArtifactError, match=r"a\.zarr/x: unreadable chunk data: MemoryError$"):
+        read_arrays(small, ["x"])
