@@ -181,23 +181,18 @@ def reproduce(root: Path, run_stage: Callable[[str], None], force: bool = False,
 
 
 def do_stage(repo, stage, upstream: list, run_stage: Callable[[str], None], force: bool) -> str:
-    from dvc.stage.cache import RunCacheNotFoundError
-
     if not force and not stage.changed(upstream=upstream):
         log.info("stage %s: up to date, skipped", stage.name)
         return "skipped"
     stage.remove_outs(ignore_remove=False, force=False)
-    try:
-        if force:
-            raise RunCacheNotFoundError(stage)
-        repo.stage_cache.restore(stage)
-        action = "restored"
-        log.info("stage %s: restored from DVC's run cache (this exact run was done before)", stage.name)
-    except RunCacheNotFoundError:
+    action, corrupt = ("ran", []) if force else restore_verified(repo, stage)
+    if action == "ran":
         stage.save_deps()
         run_stage(stage.name)
-        action = "ran"
     stage.save()
+    for out in stage.outs:  # a corrupt cache object under the rerun's hash: replace it, not keep it
+        if str(out.def_path) in corrupt and out.hash_info and Path(out.cache_path).is_file():
+            Path(out.cache_path).unlink()
     stage.commit()
     lock = Path(repo.root_dir) / "dvc.lock"
     if lock.exists():  # DVC writes dvc.lock in place: keep a whole copy to recover from
@@ -206,3 +201,42 @@ def do_stage(repo, stage, upstream: list, run_stage: Callable[[str], None], forc
         write_bytes(lockfile_snapshot(Path(repo.root_dir)), lock.read_bytes())
     stage.dump(update_pipeline=False)
     return action
+
+
+def restore_verified(repo, stage) -> tuple[str, list[str]]:
+    """Restore the stage from DVC's run cache if it holds this exact run, and check what came
+    back against the content hashes its manifest recorded when it ran: DVC checks out cache
+    objects without reading them, so a corrupted object would otherwise be used and recorded.
+    ("restored", []), or ("ran", outputs that did not check out) when there is nothing to restore
+    or it does not check out: a warning names them and the stage reruns."""
+    from dvc.stage.cache import RunCacheNotFoundError
+
+    try:
+        repo.stage_cache.restore(stage)
+    except RunCacheNotFoundError:
+        return "ran", []
+    bad = mismatched_outputs(Path(repo.root_dir), [str(out.def_path) for out in stage.outs])
+    if not bad:
+        log.info("stage %s: restored from DVC's run cache (this exact run was done before)", stage.name)
+        return "restored", []
+    log.warning("stage %s: DVC's cache returned %s with other content than the run recorded; removed and "
+                "rerunning the stage", stage.name, ", ".join(bad))
+    stage.remove_outs(ignore_remove=False, force=False)
+    return "ran", bad
+
+
+def mismatched_outputs(root: Path, outs: list[str]) -> list[str]:
+    """The outputs whose content differs from the hashes in the stage's manifest (all of them
+    when the manifest itself cannot be read)."""
+    import json
+
+    from refinery.store import path_hash
+
+    manifest = next((o for o in outs if o.endswith("manifest.json")), None)
+    if manifest is None:
+        return []
+    try:
+        recorded = json.loads((root / manifest).read_text())["outputs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [manifest]
+    return [path for path, digest in recorded.items() if (root / path).exists() and path_hash(root / path) != digest]
