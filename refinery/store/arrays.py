@@ -85,7 +85,7 @@ def open_unverified(path: Path | str) -> zarr.Group:
     try:
         return zarr.open_group(str(path), mode="r", zarr_format=3)
     except Exception as exc:  # zarr raises several types for damaged metadata
-        raise ArtifactError(f"{path}: unreadable Zarr group: {_why(exc)}") from None
+        raise ArtifactError(f"{path}: unreadable Zarr group: {why(exc)}") from None
 
 
 def open_group(path: Path | str) -> zarr.Group:
@@ -108,7 +108,7 @@ def verify_attrs(path: Path | str, attrs: dict[str, Any]) -> None:
                             "zarr.json was edited or corrupted")
 
 
-def _why(exc: BaseException) -> str:
+def why(exc: BaseException) -> str:
     """One line saying what went wrong, never empty (a MemoryError has no message)."""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
@@ -125,7 +125,7 @@ def _array(group: zarr.Group, path: Path | str, name: str) -> zarr.Array:
     try:
         arr = group[name]
     except Exception as exc:
-        raise ArtifactError(f"{path}/{name}: unreadable array metadata: {_why(exc)}") from None
+        raise ArtifactError(f"{path}/{name}: unreadable array metadata: {why(exc)}") from None
     if not isinstance(arr, zarr.Array):
         raise ArtifactError(f"{path}/{name}: not an array")
     return arr
@@ -174,7 +174,7 @@ def _read(arr: zarr.Array, path: Path | str, name: str) -> np.ndarray:
     try:
         return arr[...]
     except Exception as exc:
-        raise ArtifactError(f"{path}/{name}: unreadable chunk data: {_why(exc)}") from None
+        raise ArtifactError(f"{path}/{name}: unreadable chunk data: {why(exc)}") from None
 
 
 def read_group(group: zarr.Group, path: Path | str, names: list[str] | None = None,

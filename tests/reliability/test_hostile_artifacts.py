@@ -5,12 +5,14 @@ import json
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import zarr
 
 import refinery.store.arrays as arrays_module
-from refinery.store import ArtifactError, load_checkpoint, read_arrays, save_checkpoint, write_arrays
+from refinery.store import (ArtifactError, load_checkpoint, read_arrays, read_table, save_checkpoint,
+                            table_metadata, write_arrays, write_table)
 
 
 def edit_bytes(meta_path, old: str, new: str) -> None:
@@ -197,3 +199,70 @@ def test_a_read_failure_is_one_line_naming_the_file_and_the_error(small, monkeyp
     monkeypatch.setattr(zarr.Array, "__getitem__", out_of_memory)
     with pytest.raises(ArtifactError, match=r"a\.zarr/x: unreadable chunk data: MemoryError$"):
         read_arrays(small, ["x"])
+
+
+# --------------------------------------------------------------------------- 4. Parquet tables
+def small_frame() -> pd.DataFrame:
+    return pd.DataFrame({"sample_id": np.arange(6), "split": list("ttvvtx"),
+                         "margin": [0.5, np.nan, -1.25, 3.0, 0.0, 2.0],
+                         "forget": [True, False, True, False, False, True]})
+
+
+def same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    try:
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    except AssertionError:
+        return False
+    return True
+
+
+def test_every_single_bit_flip_in_a_table_is_refused_or_harmless(tmp_path):
+    """Flip one bit of every byte in turn (bit i % 8 of byte i): each read raises ArtifactError
+    or returns exactly the values written, never other values, never another exception."""
+    path, frame = tmp_path / "t.parquet", small_frame()
+    write_table(path, frame, {"stage": "unlearn"})
+    raw, wrong = path.read_bytes(), []
+    for i in range(len(raw)):
+        damaged = bytearray(raw)
+        damaged[i] ^= 1 << (i % 8)
+        path.write_bytes(bytes(damaged))
+        try:
+            ok = same(read_table(path), frame)
+        except ArtifactError as exc:
+            ok = "t.parquet" in str(exc) and "\n" not in str(exc)
+        except Exception as exc:  # noqa: BLE001 -- any other exception is a finding
+            ok, exc_name = False, type(exc).__name__
+            wrong.append(f"byte {i}: {exc_name}")
+            continue
+        if not ok:
+            wrong.append(f"byte {i}: other values read without error")
+    assert wrong == [], f"{len(wrong)} of {len(raw)} flips: {wrong[:5]}"
+
+
+def test_a_table_round_trips_exactly_with_its_hash(tmp_path):
+    frame = small_frame().assign(label=pd.array([1, None, 3, 4, None, 6], dtype="Int64"),
+                                 when=pd.date_range("2024-01-01", periods=6, freq="h"),
+                                 kind=pd.Categorical(list("abcabc")), note=["x", None, "", "y", "z", None])
+    write_table(tmp_path / "t.parquet", frame, {"seed": 3})
+    assert same(read_table(tmp_path / "t.parquet"), frame)
+    assert same(read_table(tmp_path / "t.parquet", columns=["split", "margin"]), frame[["split", "margin"]])
+    assert table_metadata(tmp_path / "t.parquet") == {"seed": 3}
+
+
+def test_an_edit_of_a_table_is_refused_with_its_path(tmp_path):
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    write_table(path, small_frame(), {"seed": 3})
+    table = pq.read_table(path)  # keeps the stored hash in its schema metadata
+    pq.write_table(table.set_column(2, "margin", table.column("margin").fill_null(9.0)), path)
+    with pytest.raises(ArtifactError, match=r"t\.parquet: content hash mismatch"):
+        read_table(path)
+    with pytest.raises(ArtifactError, match=r"t\.parquet: content hash mismatch"):
+        table_metadata(path)
+
+
+def test_a_table_without_a_hash_is_read_as_before(tmp_path):
+    """Tables written by pandas (as tests and users do for a forget request) carry no hash."""
+    small_frame().to_parquet(tmp_path / "t.parquet")
+    assert same(read_table(tmp_path / "t.parquet"), small_frame())
