@@ -103,7 +103,11 @@ def verify_attrs(path: Path | str, attrs: dict[str, Any]) -> None:
                             "delete it and rerun the stage that writes it")
     if scheme != HASH_SCHEME:
         raise ArtifactError(f"{path}: unknown hash_scheme {str(scheme)[:80]!r}; expected {HASH_SCHEME!r}")
-    if not isinstance(attrs.get("array_hashes"), dict) or attrs.get("content_hash") != attrs_hash(attrs):
+    try:
+        digest = attrs_hash(attrs)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ArtifactError(f"{path}: attrs cannot be hashed: {why(exc)}") from None
+    if not isinstance(attrs.get("array_hashes"), dict) or attrs.get("content_hash") != digest:
         raise ArtifactError(f"{path}: attrs do not match the content hash; "
                             "zarr.json was edited or corrupted")
 

@@ -3,8 +3,8 @@
 Attrs hold the architecture config, the dtype and shape of each tensor, the training step, and
 the group's sha256 content hash over those attrs and every array (written and checked by
 `store.arrays`), so an edited attr or a flipped byte is caught before a model is built from it; a
-checkpoint without that hash is refused. bfloat16 has no
-Zarr dtype, so its raw bits are stored as uint16.
+checkpoint without that hash is refused. bfloat16 has no Zarr dtype, so its raw bits are stored
+as uint16.
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def _declared(attrs: Mapping[str, Any], path: Path | str) -> tuple[dict[str, str
     if not isinstance(dtypes, dict) or not isinstance(shapes, dict) or set(dtypes) != set(shapes):
         raise ArtifactError(f"{path}: dtype and shape tables are missing or disagree")
     for name, dtype in dtypes.items():
-        if dtype not in _ALLOWED_DTYPES:
+        if not isinstance(dtype, str) or dtype not in _ALLOWED_DTYPES:
             raise ArtifactError(f"{path}/{name}: unsupported dtype {str(dtype)[:40]!r}")
         shape = shapes[name]
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
@@ -135,7 +135,9 @@ def load_checkpoint(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str
         raise ArtifactError(f"{path}: not a refinery checkpoint (format={str(attrs.get('format'))[:80]!r})")
     verify_attrs(path, attrs)  # the attrs (arch, dtypes, shapes, layout, step, extra) are in the hash
     dtypes, shapes = _declared(attrs, path)
-    packed = bool(attrs.get("packed"))
+    packed = attrs.get("packed")
+    if not isinstance(packed, bool):
+        raise ArtifactError(f"{path}: attr packed is {str(packed)[:40]!r}, not true or false")
     arrays = read_group(group, path, layout=_layout(dtypes, shapes, packed))
     if packed:
         arrays = _unpack(arrays, shapes, dtypes)

@@ -111,6 +111,9 @@ FORGERIES = {
                               r"packed_float32.*\(5,\).*\(3,\)"),
     "packed under the wrong dtype": ({"packed_float64": np.zeros(3)}, {"a": "float32"}, {"a": [3]}, True,
                                      r"'packed_float64'"),
+    "dtype not a name": ({"w": np.zeros(3, np.float32)}, {"w": ["float32"]}, {"w": [3]}, False, "unsupported dtype"),
+    "negative size": ({"w": np.zeros(3, np.float32)}, {"w": "float32"}, {"w": [-1]}, False, "not a list of sizes"),
+    "packed not a bool": ({"w": np.zeros(3, np.float32)}, {"w": "float32"}, {"w": [3]}, "no", "packed is 'no'"),
 }
 
 
