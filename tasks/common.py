@@ -138,7 +138,18 @@ def write_manifest(ws: Workspace, name: str, cfg: C.PipelineConfig, extra: dict 
         "inputs": {**input_hashes(ws, decl.deps),
                    **{str(Path(p).resolve().relative_to(ws.root)): path_hash(p) for p in extra_inputs}},
         "outputs": {out: path_hash(ws.root / out) for out in outputs},
+        "runtime": runtime(),
     })
+
+
+def runtime() -> dict:
+    """What besides code, config and inputs can change a result: library versions and threads."""
+    import platform
+
+    import numpy
+
+    return {"torch": torch.__version__, "numpy": numpy.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads(), "cuda": torch.version.cuda if torch.cuda.is_available() else None}
 
 
 def artifact_key(text: str) -> str:

@@ -10,6 +10,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
+import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -30,9 +31,11 @@ def run_stage(name: str, root: str) -> str:
     group member (`teacher-seed3`) runs in the workspace of its seed."""
     fn = stage_function(name)
     base, seed = parse_dvc_name(name)
+    ws = Workspace(Path(root), seed)
+    torch.set_num_threads(ws.config().threads)  # the config's, not the machine's: results depend on it
     # A device-using stage holds a `gpu` slot and one device (tasks/gpu.py); no-op on a CPU box.
     with gpu_slot(Path(root)) if base in GPU_STAGES else nullcontext():
-        fn(Workspace(Path(root), seed))
+        fn(ws)
     return name
 
 

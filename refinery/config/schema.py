@@ -375,6 +375,8 @@ class PipelineConfig(Strict):
         "a seed group: the pipeline trains once per seed (data/seeds/<seed>/), over the one split and forget "
         "request that `seed` draws, and the report gives means, 95% CIs and paired verdicts over the seeds"))
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(2, ge=1, le=1024, description=(
+        "CPU threads each stage computes with: results differ with the count, so it is fixed here, not by the machine"))
     data: DataConfig = Field(default_factory=DataConfig)
     forget: ForgetConfig = Field(default_factory=ForgetConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)

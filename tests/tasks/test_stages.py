@@ -78,6 +78,6 @@ def test_manifest_records_declared_params_and_inputs(tmp_path):
         (tmp_path / rel).write_text(rel)
     write_manifest(ws, "teacher", cfg)
     manifest = json.loads((tmp_path / S.stage("teacher").manifest).read_text())
-    assert set(manifest["config"]) == {"seed", "teacher"}
+    assert set(manifest["config"]) == {"seed", "threads", "teacher"}
     assert set(manifest["inputs"]) == set(S.stage("teacher").deps)
     assert set(manifest["outputs"]) == set(S.stage("teacher").outs) - {S.stage("teacher").manifest}
