@@ -18,6 +18,8 @@ module imports only the standard library, flows.env and tasks.stages at the top.
 from __future__ import annotations
 
 import argparse
+import errno
+import logging
 import os
 import signal
 import sys
@@ -33,7 +35,33 @@ PREFECT_COMMANDS = {"run", "stage", "forget", "serve", "deploy", "sweep"}
 # The errors a user can fix: one line on stderr and exit code 2, no traceback.
 USER_ERROR_TYPES = {"refinery.config": "ConfigError", "refinery.data.base": "DataSourceError",
                     "refinery.data.forget": "ForgetRequestError", "refinery.store.arrays": "ArtifactError",
-                    "refinery.train": "TrainingDiverged"}
+                    "refinery.train": "TrainingDiverged", "flows.report_cli": "ReportError"}
+# What the machine refuses (disk full, file too large, read-only, no permission): one line, exit 2.
+MACHINE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def one_line_error(exc: BaseException) -> bool:
+    """Whether `exc` is a user's error or the machine's refusal: said in one line, no traceback."""
+    return isinstance(exc, user_errors()) or (isinstance(exc, OSError) and exc.errno in MACHINE_ERRNOS)
+
+
+class NoTracebackForOneLineErrors(logging.Filter):
+    """Prefect logs a failed run's exception with its traceback; for an error `main` states in
+    one line, the traceback is noise (the run's state in Prefect still names the error)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None and one_line_error(record.exc_info[1]):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_one_line_errors() -> None:
+    """Put the filter on every handler Prefect's logging set up (call after prefect is imported)."""
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)
+                                      if name.startswith("prefect"))]
+    for handler in {h for lg in loggers for h in lg.handlers}:
+        if not any(isinstance(f, NoTracebackForOneLineErrors) for f in handler.filters):
+            handler.addFilter(NoTracebackForOneLineErrors())
 
 
 class UsageError(Exception):
@@ -120,6 +148,8 @@ def run_locked(args: argparse.Namespace, root: Path, forget_request: bool) -> in
 
     from .pipeline import pipeline_flow
 
+    quiet_one_line_errors()
+
     started = time.perf_counter()
     labels = [f"pipeline:{cfg.name}"] + ["forget-request"] * forget_request + ["force"] * bool(args.force)
     with tags(*labels):
@@ -156,6 +186,8 @@ def cmd_stage(args: argparse.Namespace, root: Path) -> int:
         raise UsageError(f"stage {args.name}: --seed names a member of a seed group; {args.name} has none")
     say_prefect(root)
     from .pipeline import stage_flow
+
+    quiet_one_line_errors()
 
     stage_flow(name=dvc_name(args.name, args.seed), root=str(root), pipeline=cfg.name)
     return 0
@@ -411,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, WorkspaceBusy):
             print(f"refinery: error: {exc}", file=sys.stderr)
             return 3
+        if isinstance(exc, OSError) and exc.errno in MACHINE_ERRNOS:
+            print(f"refinery: error: {exc.filename or 'a file'}: {exc.strerror}", file=sys.stderr)
+            return 2
         raise
 
 

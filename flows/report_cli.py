@@ -35,9 +35,23 @@ def load_metrics(root: Path) -> dict:
     path = root / METRICS
     if not path.exists():
         raise FileNotFoundError(f"{METRICS} not found; run `make run` first (or `refinery run`)")
-    metrics = json.loads(path.read_text())
+    metrics = read_json_file(path)
     details = root / DETAILS
-    return merged(metrics, json.loads(details.read_text())) if details.exists() else metrics
+    return merged(metrics, read_json_file(details)) if details.exists() else metrics
+
+
+class ReportError(ValueError):
+    """A report file that cannot be read (one line, exit code 2)."""
+
+
+def read_json_file(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{path}: unreadable ({exc}); `refinery run --force` writes it again") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: expected a JSON object; rerun the pipeline")
+    return data
 
 
 def merged(a: dict, b: dict) -> dict:

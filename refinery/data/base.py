@@ -36,18 +36,26 @@ def existing(path: Path | str | None, what: str) -> Path:
     return path
 
 
+SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")  # files there are the kernel's, and reading some blocks
+
+
 def fingerprint(path: Path | str) -> str:
     """A hash of the content of the files at `path` (a file or a folder tree) with their relative
     names: it changes when a file is added, removed, renamed or edited, and only then (a copy
     or a touched file with the same bytes keeps it). Reading every byte costs about a second
     per GB; sizes and times alone miss an edit that keeps both."""
     path = existing(path, "user data")
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    if any(path.resolve().is_relative_to(system) for system in SYSTEM_FOLDERS):
+        raise DataSourceError(f"{path}: a system folder, not a data set; point data.path at your files")
     h = hashlib.sha256()
-    for f in files:
-        h.update(f"{f.relative_to(path) if f != path else f.name}\0".encode())
-        with open(f, "rb") as stream:
-            h.update(hashlib.file_digest(stream, "sha256").digest())
+    try:
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for f in files:
+            h.update(f"{f.relative_to(path) if f != path else f.name}\0".encode())
+            with open(f, "rb") as stream:
+                h.update(hashlib.file_digest(stream, "sha256").digest())
+    except OSError as exc:
+        raise DataSourceError(f"{exc.filename or path}: cannot read it ({exc.strerror or exc})") from None
     return h.hexdigest()[:16]
 
 

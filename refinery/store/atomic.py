@@ -132,6 +132,11 @@ def atomic_path(dest: Path | str) -> Iterator[Path]:
         else:
             os.replace(tmp, dest)
             _fsync_dir(dest.parent)
+    except OSError as exc:
+        if exc.filename:
+            raise
+        # a write deep inside a library (a zarr chunk) fails without a path: name the artifact
+        raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from exc
     finally:
         _remove(tmp)
 
