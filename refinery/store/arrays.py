@@ -124,6 +124,14 @@ def _differ(found: set[str], expected: set[str]) -> str:
                      for kind, names in (("missing", expected - found), ("unexpected", found - expected)) if names)
 
 
+def _array_keys(group: zarr.Group, path: Path | str) -> list[str]:
+    """The group's array names; listing parses every array's zarr.json (a forged codec fails here)."""
+    try:
+        return sorted(group.array_keys())
+    except Exception as exc:
+        raise ArtifactError(f"{path}: unreadable array metadata: {why(exc)}") from None
+
+
 def _array(group: zarr.Group, path: Path | str, name: str) -> zarr.Array:
     """The array's metadata (its zarr.json); no chunk is read."""
     try:
@@ -139,7 +147,7 @@ def _check_arrays(group: zarr.Group, path: Path | str, names: list[str],
                   layout: Mapping[str, tuple[tuple[int, ...], str]] | None) -> dict[str, zarr.Array]:
     """Check the group's arrays against its attrs (and `layout`) before any chunk is read: the
     arrays on disk are exactly those hashed (and laid out), each with the laid-out shape and dtype."""
-    found = set(group.array_keys())
+    found = set(_array_keys(group, path))
     for what, expected in (("the hashed arrays", set(group.attrs["array_hashes"])),
                            ("the declared layout", None if layout is None else set(layout)),
                            ("the arrays asked for", found | set(names))):
@@ -186,7 +194,7 @@ def read_group(group: zarr.Group, path: Path | str, names: list[str] | None = No
     """Read `names` (default: every array) of a group whose attrs were verified (`open_group`,
     `verify_attrs`): first check the arrays' metadata (`_check_arrays`; `layout`, {name: (shape,
     dtype)}, says what must be stored), then read each and verify it against its hash."""
-    names = names if names is not None else sorted(group.array_keys())
+    names = names if names is not None else _array_keys(group, path)
     arrays, per_array, out = _check_arrays(group, path, names, layout), group.attrs["array_hashes"], {}
     for name in names:  # each checked as soon as read, so a bad one is dropped before the next is read
         out[name] = _read(arrays[name], path, name)

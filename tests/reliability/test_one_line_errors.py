@@ -61,3 +61,23 @@ def test_a_full_disk_is_one_line_naming_the_file(project, shared_server):
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr[-3000:]
     assert "data/prepared" in lines[0] and "too large" in lines[0].lower() + "too large", lines[0]
+
+
+def test_a_forged_codec_is_one_line_naming_the_array(tmp_path):
+    """An array's zarr.json naming a codec nobody registered: an ArtifactError naming the group
+    (a user error the CLI prints in one line), not zarr's own exception."""
+    import json
+
+    import numpy as np
+
+    from flows.cli import USER_ERRORS
+    from refinery.store import ArtifactError, read_arrays, write_arrays
+
+    write_arrays(tmp_path / "g.zarr", {"x": np.arange(100, dtype=np.float32)}, {"a": 1})
+    meta = tmp_path / "g.zarr" / "x" / "zarr.json"
+    forged = json.loads(meta.read_text())
+    forged["codecs"].append({"name": "evil_codec", "configuration": {}})
+    meta.write_text(json.dumps(forged))
+    with pytest.raises(ArtifactError, match="g.zarr.*evil_codec") as caught:
+        read_arrays(tmp_path / "g.zarr")
+    assert isinstance(caught.value, USER_ERRORS) and "\n" not in str(caught.value)
