@@ -86,6 +86,20 @@ def test_run_cache_restores_a_previous_result(toy):
 
 
 def test_second_runner_fails_fast_on_the_lock(toy):
-    with locked_repo(toy):
-        with pytest.raises(WorkspaceBusy, match="holds this workspace's DVC lock"):
+    """Another process holds DVC's repo lock (as `dvc repro` does): refused at once."""
+    code = "from dvc.repo import Repo; r = Repo('.'); r.lock.lock(); print('held', flush=True); input()"
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=toy, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(WorkspaceBusy, match="another refinery or dvc command"):
             changed_stages(toy)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_lock_is_reentrant_within_a_process(toy):
+    """A command takes the lock before writing params.yaml; the pipeline it then runs re-enters it."""
+    with locked_repo(toy):
+        assert changed_stages(toy)
