@@ -133,7 +133,9 @@ def start_temporary(root: Path) -> str:
     proc = launch(root, host, port, keep=False, log=log)
 
     def stop() -> None:
-        stop_process(proc.pid)
+        # its runs are reported by now; SQLite survives a hard stop, so waiting long for a
+        # graceful one only delays the command's exit (Ctrl-C must end it within seconds)
+        stop_process(proc.pid, timeout=2)
         log.unlink(missing_ok=True)
 
     atexit.register(stop)
