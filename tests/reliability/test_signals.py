@@ -29,8 +29,11 @@ def project(smoke_project, tmp_path):
 def start_run(project: Path) -> tuple[subprocess.Popen, list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["PREFECT_HOME"] = str(project / ".prefect")
+    # As from a terminal: Ctrl-C's default action, even where this test runs as a background job
+    # (a non-interactive shell starts those with SIGINT ignored, and children inherit that).
     proc = subprocess.Popen([str(BIN / "refinery"), "run", "--force"], cwd=project, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
     return proc, lines
