@@ -13,167 +13,33 @@
 Order matters here: arguments are parsed first (so `--help` and a bad argument answer at once),
 then `flows.env.configure` sets Prefect's environment, and only then does a command import what
 it needs (torch, prefect, dvc), because Prefect reads its settings once, on first import. This
-module imports only the standard library, flows.env and tasks.stages at the top.
+module and the command modules it imports at the top (run_cli, forget_cli, errors, env) import
+only the standard library and tasks.stages there. `refinery run` and `refinery forget` live in
+run_cli.py and forget_cli.py, the errors stated in one line in errors.py.
 """
 from __future__ import annotations
 
 import argparse
-import errno
-import logging
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 from tasks.stages import AGGREGATE, STAGE_NAMES
 
 from .env import configure, find_root, use_project_server
+from .errors import UsageError, all_user_errors, one_line, quiet_one_line_errors
+from .forget_cli import cmd_forget
+from .run_cli import cmd_run, say, say_prefect
 
 # Commands that record runs in Prefect: they use the project server when one is up.
 PREFECT_COMMANDS = {"run", "stage", "forget", "serve", "deploy", "sweep"}
-# The errors a user can fix: one line on stderr and exit code 2, no traceback.
-USER_ERROR_TYPES = {"refinery.config": "ConfigError", "refinery.data.base": "DataSourceError",
-                    "refinery.data.forget": "ForgetRequestError", "refinery.store.arrays": "ArtifactError",
-                    "refinery.train": "TrainingDiverged", "flows.report_cli": "ReportError"}
-# What the machine refuses (disk full, file too large, read-only, no permission): one line, exit 2.
-MACHINE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
-
-
-def one_line_error(exc: BaseException) -> bool:
-    """Whether `exc` is a user's error or the machine's refusal: said in one line, no traceback."""
-    return isinstance(exc, user_errors()) or (isinstance(exc, OSError) and exc.errno in MACHINE_ERRNOS)
-
-
-class NoTracebackForOneLineErrors(logging.Filter):
-    """Prefect logs a failed run's exception with its traceback; for an error `main` states in
-    one line, the traceback is noise (the run's state in Prefect still names the error)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None and one_line_error(record.exc_info[1]):
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
-def quiet_one_line_errors() -> None:
-    """Put the filter on every handler Prefect's logging set up (call after prefect is imported)."""
-    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)
-                                      if name.startswith("prefect"))]
-    for handler in {h for lg in loggers for h in lg.handlers}:
-        if not any(isinstance(f, NoTracebackForOneLineErrors) for f in handler.filters):
-            handler.addFilter(NoTracebackForOneLineErrors())
-
-
-class UsageError(Exception):
-    """A command used in a way that cannot work (one line, exit code 2)."""
-
-
-def user_errors() -> tuple[type, ...]:
-    """The user-error classes of the modules loaded so far: an error of a module that was never
-    imported cannot have been raised, and importing one here would cost seconds."""
-    loaded = (getattr(sys.modules[m], name) for m, name in USER_ERROR_TYPES.items() if m in sys.modules)
-    return (UsageError, FileNotFoundError, *loaded)
 
 
 def __getattr__(name: str):
     if name == "USER_ERRORS":  # every user-error class (imports their modules)
-        import importlib
-
-        for module in USER_ERROR_TYPES:
-            importlib.import_module(module)
-        return user_errors()
+        return all_user_errors()
     raise AttributeError(name)
-
-
-MESSAGES = {"ran": "ran", "restored": "restored from DVC's run cache", "skipped": "up to date, skipped"}
-
-
-def say(text: str) -> None:
-    print(f"refinery: {text}", flush=True)
-
-
-def listed(names: list[str]) -> str:
-    return ", ".join(names) if names else "none"
-
-
-def say_prefect(root: Path) -> None:
-    """Say where this command's runs are recorded; without a server to record in, start a
-    temporary one for this command alone (stopped when the command ends, however it ends)."""
-    url = os.environ.get("PREFECT_API_URL")
-    if url:
-        say(f"Prefect: recording in the server at {url}")
-        return
-    say("Prefect: starting a temporary server for this command (takes 10-20 s; `refinery server start` "
-        "keeps one up for every command)")
-    from .server import start_temporary
-
-    os.environ["PREFECT_API_URL"] = start_temporary(root)
-
-
-def cmd_run(args: argparse.Namespace, root: Path, forget_request: bool = False) -> int:
-    """Hold the workspace lock from before params.yaml is written until the pipeline is done."""
-    from .dvc_runner import workspace_lock
-
-    with workspace_lock(root):
-        return run_locked(args, root, forget_request)
-
-
-def run_locked(args: argparse.Namespace, root: Path, forget_request: bool) -> int:
-    from refinery.resolve import resolve_config, write_params
-    from tasks.stages import sync_dvc_yaml
-
-    cfg = resolve_config(root, args.pipeline, [*(args.set or []), *seeds_override(getattr(args, "seeds", None))])
-    write_params(root, cfg)
-    if sync_dvc_yaml(root):  # an edit added an import, or the seed group changed: the stage list follows
-        say("dvc.yaml rewritten: the stages' code imports or the seed group changed (commit it with the code)")
-    if cfg.seeds:
-        say(f"seed group of {len(cfg.seeds)} seeds {cfg.seeds}: each trains under data/seeds/<seed>/ on the split of "
-            f"seed {cfg.seed}; data/reports/ holds the means, 95% CIs and paired verdicts")
-    from .dvc_runner import plan
-
-    todo = plan(root)
-    if args.force:
-        say(f"pipeline '{cfg.name}': --force: every stage reruns ({listed(todo.order)})")
-    elif not todo.todo:
-        say(f"pipeline '{cfg.name}': up to date ({listed(todo.order)}); nothing to run (--force reruns every stage)")
-        if not os.environ.get("PREFECT_API_URL"):
-            return 0  # a temporary server only to record six skips would cost more than the check
-    else:
-        parts = [f"to run (or restore from DVC's run cache): {listed(todo.stale)}"]
-        parts += [f"then, if their inputs change: {listed(todo.downstream)}"] * bool(todo.downstream)
-        parts += [f"up to date: {listed(todo.fresh)}"] * bool(todo.fresh)
-        say(f"pipeline '{cfg.name}': {'; '.join(parts)}")
-    say_prefect(root)
-    from prefect import tags
-
-    from .pipeline import pipeline_flow
-
-    quiet_one_line_errors()
-
-    started = time.perf_counter()
-    labels = [f"pipeline:{cfg.name}"] + ["forget-request"] * forget_request + ["force"] * bool(args.force)
-    with tags(*labels):
-        table = pipeline_flow(root=str(root), force=args.force, pipeline=cfg.name, overrides=list(args.set or []),
-                              forget=cfg.forget.model_dump(mode="json"))
-    by_action = {action: [row["stage"] for row in table if row["action"] == action] for action in MESSAGES}
-    did = "; ".join(f"{MESSAGES[action]}: {', '.join(names)}" for action, names in by_action.items() if names)
-    say(f"done in {time.perf_counter() - started:.1f}s: {did}; report: data/reports/report.md")
-    return 0
-
-
-def seeds_override(text: str | None) -> list[str]:
-    """`--seeds 5` -> seeds 0..4; `--seeds 0,3,7` -> those; `--seeds 1` -> no group (one seed, `seed`)."""
-    if text is None:
-        return []
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"--seeds: expected a count (5) or comma-separated seeds (0,1,2), got {text!r}") from None
-    if len(values) == 1:
-        if values[0] < 1:
-            raise UsageError(f"--seeds: a count must be at least 1, got {values[0]}")
-        values = list(range(values[0]))
-    return ["seeds=null"] if len(values) == 1 else [f"seeds=[{','.join(map(str, values))}]"]
 
 
 def cmd_stage(args: argparse.Namespace, root: Path) -> int:
@@ -191,80 +57,6 @@ def cmd_stage(args: argparse.Namespace, root: Path) -> int:
 
     stage_flow(name=dvc_name(args.name, args.seed), root=str(root), pipeline=cfg.name)
     return 0
-
-
-def forget_section(args: argparse.Namespace, root: Path) -> dict:
-    """The `forget` config section a request asks for (not yet validated against the data)."""
-    if args.classes:
-        try:
-            request = {"mode": "classes", "classes": [int(c) for c in args.classes.split(",") if c.strip()]}
-        except ValueError:
-            raise UsageError(f"--classes: expected comma-separated integers, got {args.classes!r}") from None
-    elif args.fraction is not None:
-        request = {"mode": "fraction", "fraction": args.fraction}
-    else:  # params.yaml records the file relative to the project, so it must lie inside it
-        ids_file, project = Path(args.ids).resolve(), Path(root).resolve()
-        if not ids_file.is_relative_to(project):
-            raise UsageError(f"--ids {args.ids}: the ids file must lie inside the project ({project}); "
-                             f"copy it in, e.g. to {project / ids_file.name}, and pass that path")
-        request = {"mode": "ids", "ids_file": ids_file.relative_to(project).as_posix()}
-    return dict(request, exact=bool(args.exact))
-
-
-def check_request(root: Path, cfg) -> int:
-    """Resolve the request against the prepared sample index; raise ForgetRequestError (one
-    line) for an unknown or duplicate id, an empty request, or one covering every sample."""
-    import numpy as np
-    from refinery.data import ForgetRequestError, read_ids_file, resolve_request
-    from refinery.store import read_table
-
-    index_path = root / "data" / "prepared" / "index.parquet"
-    if not index_path.exists():
-        raise ForgetRequestError(f"{index_path.relative_to(root)} not found: "
-                                 "run `refinery run` once before a forget request")
-    index = read_table(index_path)
-    f = cfg.forget
-    ids = read_ids_file(root / f.ids_file) if f.mode == "ids" else None
-    if ids is not None:
-        unknown = np.setdiff1d(ids, index["sample_id"].to_numpy())
-        if len(unknown):
-            raise ForgetRequestError(f"--ids: unknown sample ids {unknown[:5].tolist()}{' ...' * (len(unknown) > 5)} "
-                                     f"(ids run from 0 to {int(index['sample_id'].max())})")
-    chosen = resolve_request(f.mode, y=index["label"].to_numpy(), train_mask=(index["split"] == "train").to_numpy(),
-                             seed=cfg.seed, classes=f.classes, fraction=f.fraction, ids=ids, source="forget request")
-    return len(chosen)
-
-
-def cmd_forget(args: argparse.Namespace, root: Path) -> int:
-    """Record a deletion request in params.yaml and rerun what it affects. The request is
-    validated against data/prepared/index.parquet first: on any error nothing is written. The
-    workspace lock is held from before the request is read until the rerun is done."""
-    from .dvc_runner import workspace_lock
-
-    with workspace_lock(root):
-        return forget_locked(args, root)
-
-
-def forget_locked(args: argparse.Namespace, root: Path) -> int:
-    from refinery import config as C
-    from refinery.resolve import with_fingerprint, write_params
-
-    raw = C.read_yaml(root / "params.yaml")
-    previous = raw.get("forget")
-    raw["forget"] = C.deep_merge(raw.get("forget", {}), forget_section(args, root))
-    cfg = with_fingerprint(root, C.validate(raw, "forget request"))  # the ids file by content
-    count = check_request(root, cfg)
-    write_params(root, cfg)
-    how = "exact: the lineage retrains without them" if cfg.forget.exact else "approximate: the student unlearns them"
-    if previous == cfg.forget.model_dump(mode="json"):
-        say(f"forget request unchanged: params.yaml already holds it ({cfg.forget.mode}, {count} training samples; "
-            f"{how})")
-    else:
-        say(f"forget request recorded in params.yaml ({cfg.forget.mode}, {count} training samples; {how})")
-    if args.no_run:
-        say("not run (--no-run): `refinery run` processes it")
-        return 0
-    return cmd_run(argparse.Namespace(pipeline=None, set=[], force=False, seeds=None), root, forget_request=True)
 
 
 def cmd_report(args: argparse.Namespace, root: Path) -> int:
@@ -435,18 +227,12 @@ def main(argv: list[str] | None = None) -> int:
         print("refinery: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001
-        from .dvc_runner import WorkspaceBusy
-
-        if isinstance(exc, user_errors()):
-            print(f"refinery: error: {exc}", file=sys.stderr)
-            return 2
-        if isinstance(exc, WorkspaceBusy):
-            print(f"refinery: error: {exc}", file=sys.stderr)
-            return 3
-        if isinstance(exc, OSError) and exc.errno in MACHINE_ERRNOS:
-            print(f"refinery: error: {exc.filename or 'a file'}: {exc.strerror}", file=sys.stderr)
-            return 2
-        raise
+        said = one_line(exc)
+        if said is None:
+            raise
+        code, line = said
+        print(f"refinery: error: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":
