@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import http.client
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
+import urllib.parse
 from pathlib import Path
 
 STATE = "server.json"
@@ -55,11 +56,18 @@ def alive(pid: int) -> bool:
 
 
 def healthy(api_url: str, timeout: float = 2.0) -> bool:
+    """Whether the Prefect server at `api_url` (the project's own, normally on 127.0.0.1)
+    answers its health probe: one GET of /health, nothing fetched beyond the status."""
+    parts = urllib.parse.urlsplit(f"{api_url}/health")
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = kind(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
     try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as response:
-            return response.status == 200
-    except OSError:
+        connection.request("GET", parts.path)
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        connection.close()
 
 
 def read_state(root: Path) -> dict | None:

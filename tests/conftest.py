@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from refinery.runtime import configure_cpu  # noqa: E402
@@ -16,6 +15,7 @@ configure_cpu()  # before torch loads, as the CLI does
 
 import pytest  # noqa: E402
 
+from flows.server import healthy  # noqa: E402
 from tests.project import API_URL, copy_project, run  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -39,13 +39,11 @@ def prefect_api(tmp_path_factory) -> str:
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.time() + 120
     while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
+        if healthy(url):
             break
-        except OSError:
-            if server.poll() is not None:
-                raise RuntimeError(f"Prefect server exited: {(home / 'server.log').read_text()[-2000:]}") from None
-            time.sleep(0.5)
+        if server.poll() is not None:
+            raise RuntimeError(f"Prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.5)
     else:
         server.kill()
         raise RuntimeError("Prefect server did not become healthy within 120 s")
