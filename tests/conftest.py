@@ -16,7 +16,7 @@ configure_cpu()  # before torch loads, as the CLI does
 import pytest  # noqa: E402
 
 from flows.server import healthy  # noqa: E402
-from tests.project import API_URL, copy_project, run  # noqa: E402
+from tests.project import API_URL, copy_project, copy_run, run  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -61,6 +61,12 @@ def shared_server(prefect_api):
     """Point every CLI call made through tests.project.run at the session's Prefect server."""
     API_URL["url"] = prefect_api
     yield prefect_api
+
+
+@pytest.fixture
+def smoke_copy(smoke_project, tmp_path) -> Path:
+    """A private copy of the session's smoke run, for a test that changes it."""
+    return copy_run(smoke_project, tmp_path / "project")
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,12 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+def copy_run(source: Path, dest: Path) -> Path:
+    """A copy of a finished run of the project (data, caches, dvc.lock), without its Prefect home."""
+    shutil.copytree(source, dest, symlinks=True, ignore=shutil.ignore_patterns(".prefect"))
+    return dest
+
+
 API_URL: dict[str, str] = {}  # set by the session's Prefect server fixture
 
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.project import API_URL, BIN, PROJECT
+from tests.project import API_URL, BIN, PROJECT, copy_run
 
 BARE_PATH = "/usr/bin:/bin"
 
@@ -20,7 +20,7 @@ BARE_PATH = "/usr/bin:/bin"
 def project(smoke_project, tmp_path):
     """A copy of the smoke run whose .venv is the project's, as in a real checkout."""
     dest = tmp_path / "project"
-    shutil.copytree(smoke_project, dest, symlinks=True, ignore=shutil.ignore_patterns(".prefect"))
+    copy_run(smoke_project, dest)
     (dest / ".venv").symlink_to(PROJECT / ".venv")
     return dest
 

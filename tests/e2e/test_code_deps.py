@@ -3,12 +3,11 @@ names those stages and no other (a comment is enough: DVC hashes the file)."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from tasks.stages import STAGE_NAMES, code_deps
-from tests.project import run
+from tests.project import copy_run, run
 
 EDITS = ["refinery/store/arrays.py", "tasks/distill.py", "refinery/metrics/unlearning.py"]
 
@@ -17,7 +16,7 @@ EDITS = ["refinery/store/arrays.py", "tasks/distill.py", "refinery/metrics/unlea
 def project(smoke_project, tmp_path_factory):
     """A copy of the smoke run (its data, DVC cache and lock), so the edits stay local."""
     dest = tmp_path_factory.mktemp("code-deps") / "project"
-    shutil.copytree(smoke_project, dest, symlinks=True, ignore=shutil.ignore_patterns(".prefect"))
+    copy_run(smoke_project, dest)
     return dest
 
 

@@ -4,9 +4,8 @@
 The tests share one smoke run; the one that changes a parameter does so in a copy of it.
 """
 import json
-import shutil
 
-from tests.project import details, metrics, run
+from tests.project import copy_run, details, metrics, run
 
 
 def test_metrics_contract_is_complete(smoke_project):
@@ -42,7 +41,7 @@ def test_dvc_agrees_nothing_is_left_to_do(smoke_project):
 
 def test_changing_an_unlearn_param_reruns_only_unlearn_and_evaluate(smoke_project, tmp_path):
     project = tmp_path / "project"
-    shutil.copytree(smoke_project, project, symlinks=True, ignore=shutil.ignore_patterns(".prefect"))
+    copy_run(smoke_project, project)
     params = project / "params.yaml"
     params.write_text(params.read_text().replace("alpha: 10.0", "alpha: 5.0"))
     out = run(project, "dvc", "repro").stdout

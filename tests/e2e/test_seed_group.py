@@ -1,18 +1,17 @@
 """`refinery run --pipeline smoke --seeds 2`, for real: two members trained apart on one split, an
 aggregate whose means and intervals come from the members' own numbers, and DVC consistent."""
 import json
-import shutil
 
 import pytest
 from scipy import stats
 
-from tests.project import metrics, run
+from tests.project import copy_run, metrics, run
 
 
 @pytest.fixture(scope="module")
 def group(smoke_project, tmp_path_factory):
     project = tmp_path_factory.mktemp("seeds") / "project"
-    shutil.copytree(smoke_project, project, symlinks=True, ignore=shutil.ignore_patterns(".prefect"))
+    copy_run(smoke_project, project)
     out = run(project, "refinery", "run", "--pipeline", "smoke", "--seeds", "2").stdout
     return project, out
 

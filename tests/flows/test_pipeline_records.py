@@ -3,7 +3,6 @@ stage, the run's preset and overrides on the flow run, and one task run per stag
 decided for it (ran, restored from the run cache, or skipped). Real CLI, real DVC, the session's
 Prefect server."""
 import json
-import shutil
 import urllib.request
 import uuid
 
@@ -15,7 +14,7 @@ from prefect.client.schemas.sorting import FlowRunSort, LogSort, TaskRunSort
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tasks.stages import STAGE_NAMES
-from tests.project import run
+from tests.project import copy_run, run
 
 pytestmark = pytest.mark.flow
 
@@ -53,7 +52,7 @@ def artifact_keys(api: str, flow_run) -> set:
 
 def copy_of(smoke_project, tmp_path):
     dest = tmp_path / f"copy-{uuid.uuid4().hex[:6]}"
-    shutil.copytree(smoke_project, dest, symlinks=True, ignore=shutil.ignore_patterns(".prefect"))
+    copy_run(smoke_project, dest)
     return dest
 
 

@@ -5,7 +5,6 @@ stop`, and stopping `refinery ui` by SIGTERM or even SIGKILL, leave no server be
 tests start servers of their own: the server is what they test."""
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -52,10 +51,8 @@ def port_closed(port: int) -> bool:
 
 
 @pytest.fixture
-def project(smoke_project, tmp_path):
-    dest = tmp_path / "project"
-    shutil.copytree(smoke_project, dest, symlinks=True, ignore=shutil.ignore_patterns(".prefect"))
-    return dest
+def project(smoke_copy):
+    return smoke_copy
 
 
 def test_server_start_is_used_by_every_command_until_stop(project):

@@ -2,9 +2,11 @@
 The Prefect server binds to loopback unless told otherwise."""
 import hashlib
 import os
+import subprocess
+import time
 
 from flows.dvc_runner import locked_repo
-from tests.project import copy_project, run
+from tests.project import API_URL, BIN, copy_project, run
 
 
 def digest(path):
@@ -22,17 +24,10 @@ def test_second_run_fails_fast_while_the_first_holds_the_workspace(tmp_path, sha
     assert not (project / "data" / "prepared" / "arrays.zarr").exists()
 
 
-def test_two_runs_started_together_one_works_the_other_is_refused_at_once(smoke_project, tmp_path):
+def test_two_runs_started_together_one_works_the_other_is_refused_at_once(smoke_copy):
     """Both change a param of the unlearn stage; whichever takes the workspace lock first runs,
     the other says so in one line within seconds, exit 3, and writes nothing."""
-    import shutil
-    import subprocess
-    import time
-
-    from tests.project import API_URL, BIN
-
-    project = tmp_path / "project"
-    shutil.copytree(smoke_project, project, symlinks=True, ignore=shutil.ignore_patterns(".prefect"))
+    project = smoke_copy
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(project / ".prefect"), PREFECT_API_URL=API_URL["url"])
     started = time.monotonic()

@@ -3,7 +3,6 @@ warning naming it and recomputed: it never fails a run, and the result is the on
 it gives."""
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
@@ -40,10 +39,8 @@ def test_a_corrupt_resume_state_is_dropped_and_training_starts_afresh(tmp_path, 
 
 
 @pytest.fixture
-def project(smoke_project, tmp_path):
-    dest = tmp_path / "project"
-    shutil.copytree(smoke_project, dest, symlinks=True, ignore=shutil.ignore_patterns(".prefect"))
-    return dest
+def project(smoke_copy):
+    return smoke_copy
 
 
 def test_a_corrupt_cached_importance_is_recomputed(project):

@@ -4,7 +4,6 @@ stage comes back from DVC's run cache, and rerun: the restored file does not mat
 prepare stage recorded when it ran, so prepare reruns, says so, and the request is unchanged."""
 import hashlib
 import os
-import shutil
 
 import pytest
 import yaml
@@ -13,10 +12,8 @@ from tests.project import run
 
 
 @pytest.fixture
-def project(smoke_project, tmp_path):
-    dest = tmp_path / "project"
-    shutil.copytree(smoke_project, dest, symlinks=True, ignore=shutil.ignore_patterns(".prefect"))
-    return dest
+def project(smoke_copy):
+    return smoke_copy
 
 
 def cache_file(project, out: str):

@@ -2,7 +2,6 @@
 that moment leaves it cut short or empty. The next `refinery run` puts back the copy taken
 before that write (or sets the broken file aside), restores what DVC's run cache holds, and
 leaves the workspace as an uninterrupted run does: exit 0, `dvc status` clean, the same metrics."""
-import shutil
 
 import pytest
 
@@ -10,10 +9,8 @@ from tests.project import metrics, run
 
 
 @pytest.fixture
-def project(smoke_project, tmp_path):
-    dest = tmp_path / "project"
-    shutil.copytree(smoke_project, dest, symlinks=True, ignore=shutil.ignore_patterns(".prefect"))
-    return dest
+def project(smoke_copy):
+    return smoke_copy
 
 
 @pytest.mark.parametrize("cut", ["half", "empty"])

@@ -4,7 +4,6 @@ flow run no longer Running, and no process left behind (its temporary Prefect se
 The command runs as a terminal would run it: its own process group, no Prefect server set up
 (so it starts a temporary one), and Ctrl-C is SIGINT to the whole process group."""
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -20,10 +19,8 @@ DEADLINE = 10.0  # seconds from the signal to a clean exit
 
 
 @pytest.fixture
-def project(smoke_project, tmp_path):
-    dest = tmp_path / "project"
-    shutil.copytree(smoke_project, dest, symlinks=True, ignore=shutil.ignore_patterns(".prefect"))
-    return dest
+def project(smoke_copy):
+    return smoke_copy
 
 
 def start_run(project: Path) -> tuple[subprocess.Popen, list[str]]:

@@ -7,10 +7,8 @@ import json
 
 import torch
 
-from refinery import config as C
-from tasks.common import Workspace
 from tasks.entry import run_stage
-from tasks.prepare import prepare
+from tests.tasks.workspace import stage_workspace
 
 
 def teacher_hash(tmp_path, start_threads: int) -> str:
@@ -19,9 +17,7 @@ def teacher_hash(tmp_path, start_threads: int) -> str:
     raw = {"name": "t", "device": "cpu", "threads": 2,
            "teacher": {"model": {"arch": "cct", "dim": 32, "depth": 1, "heads": 2, "conv_channels": 16},
                        "train": {"epochs": 1, "batch_size": 64}}}
-    (root / "dvc.yaml").write_text("stages: {}\n")
-    (root / "params.yaml").write_text(C.dump_yaml(C.validate(raw)))
-    prepare(Workspace(root))
+    stage_workspace(root, raw)
     torch.set_num_threads(start_threads)  # what the machine or OMP_NUM_THREADS would give
     run_stage("teacher", str(root))
     manifest = json.loads((root / "data" / "teacher" / "manifest.json").read_text())

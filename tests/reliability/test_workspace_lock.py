@@ -4,7 +4,6 @@ refinery or dvc command is working writes nothing, says so in one line and exits
 The holder is a real process holding DVC's own repo lock, as `dvc repro` or `dvc exp run` does
 (`Repo.lock`), or refinery's `workspace_lock` (the same file)."""
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,10 +20,8 @@ HOLD = {
 
 
 @pytest.fixture
-def project(smoke_project, tmp_path):
-    dest = tmp_path / "project"
-    shutil.copytree(smoke_project, dest, symlinks=True, ignore=shutil.ignore_patterns(".prefect"))
-    return dest
+def project(smoke_copy):
+    return smoke_copy
 
 
 def hold_lock(project, who: str) -> subprocess.Popen:

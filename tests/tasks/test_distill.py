@@ -7,15 +7,14 @@ import pytest
 import torch
 
 import tasks.distill
-from refinery import config as C
 from refinery.data import load_prepared, stratified_subset
-from refinery.models import attach_moe, build_model, count_params, make_arch
+from refinery.models import build_model, count_params
 from refinery.store import load_checkpoint, read_arrays, read_json
 from refinery.train import fit
 from tasks.common import Workspace
 from tasks.distill import distill
-from tasks.models import load_model, save_model
-from tasks.prepare import prepare
+from tasks.models import load_model
+from tests.tasks.workspace import save_untrained, stage_workspace
 
 TINY = {"arch": "mlp", "dim": 16, "depth": 1}
 
@@ -25,16 +24,8 @@ def workspace(tmp_path, **distill_cfg) -> Workspace:
            "teacher": {"model": TINY},
            "distill": {"student": {"arch": "cct", "dim": 8, "depth": 1, "heads": 2, "conv_channels": 4},
                        "train": {"epochs": 1, "batch_size": 256}, **distill_cfg}}
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    (tmp_path / "params.yaml").write_text(C.dump_yaml(C.validate(raw)))
-    ws = Workspace(tmp_path)
-    prepare(ws)
-    torch.manual_seed(0)
-    arch = make_arch(C.ModelConfig(**TINY).model_dump(mode="json"), (1, 8, 8), 10)
-    model = build_model(arch)
-    moe = {"num_experts": 3, "top_k": 2}
-    attach_moe(model, moe)
-    save_model(ws.stage_dir("upcycle") / "model.zarr", model, dict(arch, moe=moe))
+    ws = stage_workspace(tmp_path, raw)
+    save_untrained(ws, "upcycle", TINY, moe={"num_experts": 3, "top_k": 2})
     return ws
 
 

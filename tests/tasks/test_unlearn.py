@@ -8,19 +8,16 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from refinery import config as C
 from refinery.data import load_prepared
 from refinery.metrics.klom import margins
-from refinery.models import build_model, make_arch
 from refinery.store import read_json, read_table
 from refinery.train import predict_logits
 from tasks.common import Workspace
-from tasks.models import load_model, save_model
-from tasks.prepare import prepare
+from tasks.models import load_model
 from tasks import unlearn as stage
 from tasks.unlearn import relearn_rows, training_split, unlearn
+from tests.tasks.workspace import save_untrained, stage_workspace
 
 TINY = {"arch": "mlp", "dim": 16, "depth": 1}
 MODELS = ("original", "retrain", "finetune")
@@ -33,13 +30,8 @@ def run_stage(root, relearn_epochs: int) -> Workspace:
            "teacher": {"model": TINY, "train": {"epochs": 2, "batch_size": 128}},
            "unlearn": {"target": "teacher", "methods": ["retrain", "finetune"], "finetune": {"epochs": 1},
                        "audit": False, "select_lr": False, "relearn_epochs": relearn_epochs}}
-    (root / "dvc.yaml").write_text("stages: {}\n")
-    (root / "params.yaml").write_text(C.dump_yaml(C.validate(raw)))
-    ws = Workspace(root)
-    prepare(ws)
-    torch.manual_seed(0)
-    arch = make_arch(C.ModelConfig(**TINY).model_dump(mode="json"), (1, 8, 8), 10)
-    save_model(ws.stage_dir("teacher") / "model.zarr", build_model(arch), arch)
+    ws = stage_workspace(root, raw)
+    save_untrained(ws, "teacher", TINY)
     unlearn(ws)
     return ws
 

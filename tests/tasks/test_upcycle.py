@@ -5,16 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from refinery import config as C
 from refinery.data import load_prepared
 from refinery.metrics.cost import active_params
-from refinery.models import build_model, make_arch
 from refinery.store import read_json, read_table
 from refinery.train import accuracy
-from tasks.common import Workspace
-from tasks.models import load_model, save_model
-from tasks.prepare import prepare
+from tasks.models import load_model
 from tasks.upcycle import compare_recipes, recipe_variants, upcycle
+from tests.tasks.workspace import save_untrained, stage_workspace
 from tests.refinery.upcycle.conftest import digits, small_config, teacher  # noqa: F401 - fixtures
 
 
@@ -64,13 +61,8 @@ TINY_CCT = {"arch": "cct", "dim": 16, "depth": 1, "heads": 2, "conv_channels": 4
 def test_stage_trains_the_dense_teacher_for_the_moes_extra_steps(tmp_path):
     raw = {"name": "t", "device": "cpu", "teacher": {"model": TINY_CCT},
            "upcycle": {"num_experts": 2, "top_k": 1, "train": {"epochs": 2, "batch_size": 64, "lr": 1e-2}}}
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    (tmp_path / "params.yaml").write_text(C.dump_yaml(C.validate(raw)))
-    ws = Workspace(tmp_path)
-    prepare(ws)
-    torch.manual_seed(0)
-    arch = make_arch(C.ModelConfig(**TINY_CCT).model_dump(mode="json"), (1, 8, 8), 10)
-    save_model(ws.stage_dir("teacher") / "model.zarr", build_model(arch), arch)
+    ws = stage_workspace(tmp_path, raw)
+    arch = save_untrained(ws, "teacher", TINY_CCT)
     upcycle(ws)
     out = ws.stage_dir("upcycle")
     metrics = read_json(out / "metrics.json")
