@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -49,9 +47,8 @@ from .config import TrainConfig
 from .data.dataset import Arrays
 from .models.moe import routed_aux_loss, routed_layers
 from .recipe import augmented, multi_sample_dropout_loss
-from .store import ArtifactError, load_checkpoint, packed_checkpoint, recover
-
-log = logging.getLogger("refinery")
+from .store import load_checkpoint, packed_checkpoint
+from .store.cache import read_cache
 
 
 @dataclass(frozen=True)
@@ -248,16 +245,10 @@ class BackgroundWriter:
 
 
 def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, key: str) -> tuple[int, list[dict]]:
-    recover(path)  # a swap cut short by a kill: finish it before looking
-    if not Path(path, "zarr.json").exists():
+    loaded = read_cache(path, load_checkpoint)  # unreadable: dropped, and the run starts afresh
+    if loaded is None:
         return 0, []
-    try:
-        tensors, attrs = load_checkpoint(path)
-    except (ArtifactError, KeyError, ValueError, TypeError, OSError) as exc:
-        # a resume state is a cache: unreadable, it is dropped and the run starts afresh
-        log.warning("resume state %s is unreadable (%s): removed; training from the start", path, exc)
-        shutil.rmtree(path, ignore_errors=True)
-        return 0, []
+    tensors, attrs = loaded
     extra = attrs.get("extra", {})
     if extra.get("run_key") != key:
         return 0, []  # a checkpoint of some other run: start afresh

@@ -8,18 +8,16 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable
 
 import torch
 
 from refinery import config as C
-from refinery.store import ArtifactError, path_hash, write_json
-from refinery.store.atomic import recover
+from refinery.store import path_hash, write_json
 
 from .stages import Stage, declared
 
 log = logging.getLogger("refinery")
-T = TypeVar("T")
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -66,21 +64,6 @@ class Workspace:
         """The config a stage runs with: params.yaml, with a group member's own training seed."""
         cfg = C.load(self.params)
         return cfg if self.seed is None else cfg.model_copy(update={"seed": self.seed})
-
-
-def read_cache(path: Path, load: Callable[[Path], T]) -> T | None:
-    """An entry of a cache under .refinery/, or None when there is none. An entry that cannot be
-    read (corrupt, truncated, forged: its content hash or structure does not check out) is
-    removed with a warning naming it, and the caller recomputes it: a cache never fails a run."""
-    recover(path)  # a write cut short by a kill: finish or undo it first
-    if not (path / "zarr.json").exists():
-        return None
-    try:
-        return load(path)
-    except (ArtifactError, KeyError, ValueError, TypeError, OSError) as exc:
-        log.warning("cache entry %s is unreadable (%s): removed; recomputing it", path, exc)
-        shutil.rmtree(path, ignore_errors=True)
-        return None
 
 
 def pick_device(choice: str) -> torch.device:

@@ -34,6 +34,7 @@ from refinery.data.dataset import Arrays
 from refinery.distill import make_loss
 from refinery.metrics.klom import margins
 from refinery.metrics.unlearning import avg_gap, confidence, unlearning_scores
+from refinery.store.cache import read_cache
 from refinery.store import (atomic_path, load_checkpoint, open_group, read_table, save_checkpoint,
                             write_json, write_table)
 from refinery.train import accuracy, predict_logits
@@ -44,7 +45,7 @@ from refinery.unlearn.selection import select_lrs, with_setting
 from refinery.unlearn.ssd import full_importance, importance_inputs
 from refinery.unlearn.sisa import SISAEnsemble, deploy, deployment_key, load_deployment, save_deployment
 
-from .common import Workspace, log, pick_device, progress_reporter, read_cache, seed_everything, write_manifest
+from .common import Workspace, log, pick_device, progress_reporter, seed_everything, write_manifest
 from .distill import cached_teacher
 from .models import load_model, save_model
 from .stages import STAGE_NAMES
