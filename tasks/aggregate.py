@@ -6,6 +6,7 @@ CSVs (each member's curves side by side, the means of the bar and scatter plots)
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pandas as pd
 
@@ -21,18 +22,14 @@ from .evaluate import git_rev
 MEAN_PLOTS = {"frontier.csv": "model", "unlearning.csv": "method"}  # averaged over the members, row by row
 
 
-def member(ws: Workspace, seed: int) -> Workspace:
-    return Workspace(ws.root, seed)
-
-
 def read_members(ws: Workspace, seeds: list[int]) -> tuple[dict, dict, dict]:
     """(metrics, details, margins) of every member, keyed by seed."""
     metrics, details, margins = {}, {}, {}
     for seed in seeds:
-        reports = member(ws, seed).stage_dir("evaluate")
+        reports = Workspace(ws.root, seed).stage_dir("evaluate")
         metrics[seed] = read_json(reports / "metrics.json")
         details[seed] = read_json(reports / "details.json")
-        table = member(ws, seed).stage_dir("unlearn") / "margins.parquet"
+        table = Workspace(ws.root, seed).stage_dir("unlearn") / "margins.parquet"
         if table.exists():
             margins[seed] = read_table(table)
     return metrics, details, margins
@@ -41,17 +38,16 @@ def read_members(ws: Workspace, seeds: list[int]) -> tuple[dict, dict, dict]:
 def write_group_plots(ws: Workspace, seeds: list[int], out) -> None:
     """data/reports/plots: each member's curves and reliability tables named by seed (DVC draws
     one line per file), and the row-wise means of the scatter and bar tables."""
+    sources = {seed: Workspace(ws.root, seed).stage_dir("evaluate") / "plots" for seed in seeds}
     with atomic_path(out / "plots") as dest:
         dest.mkdir(parents=True)
-        for seed in seeds:
-            source = member(ws, seed).stage_dir("evaluate") / "plots"
+        for seed, source in sources.items():
             for folder in ("history", "reliability"):
                 for csv in sorted((source / folder).glob("*.csv")):
                     (dest / folder).mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(csv, dest / folder / f"seed{seed}-{csv.name}")
         for name, key in MEAN_PLOTS.items():
-            frames = [pd.read_csv(p) for s in seeds if (p := member(ws, s).stage_dir("evaluate") / "plots" / name)
-                      .exists()]
+            frames = [pd.read_csv(source / name) for source in sources.values() if (source / name).exists()]
             if frames:
                 pd.concat(frames).groupby(key, sort=False).mean(numeric_only=True).reset_index().to_csv(
                     dest / name, index=False)
@@ -60,7 +56,7 @@ def write_group_plots(ws: Workspace, seeds: list[int], out) -> None:
 def aggregate(ws: Workspace) -> None:
     cfg = ws.config()
     seeds = list(cfg.seeds or [])
-    out = ws.root / ws.declared("aggregate", seeds).manifest.rpartition("/")[0]
+    out = ws.root / Path(ws.declared("aggregate", seeds).manifest).parent
     metrics, details, margins = read_members(ws, seeds)
     results = group_results(metrics, details, margins)
     write_json(out / "metrics.json", group_metrics(results))
