@@ -8,7 +8,7 @@
     refinery server (start | stop | status) [--port 4200]
     refinery serve (--cron "0 3 * * *" | --interval SECONDS)
     refinery deploy --pool NAME [--cron "0 3 * * *"]
-    refinery sweep --grid distill.loss=kd,sinkhorn --grid seed=0,1 [--address tcp://...]
+    refinery sweep --grid distill.loss=kd,sinkhorn --grid seed=0,1 [--workers N] [--pool NAME]
 
 Order matters here: arguments are parsed first (so `--help` and a bad argument answer at once),
 then `flows.env.configure` sets Prefect's environment, and only then does a command import what
@@ -133,17 +133,27 @@ def cmd_deploy(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace, root: Path) -> int:
-    from .sweep import parse_grid
+    from .sweep import DirtyWorkspace, parse_grid, sweep_commit
 
     try:
         points = parse_grid(args.grid)
-    except ValueError as exc:
+        sweep_commit(root)  # refuse a dirty workspace before any server or worker starts
+    except (ValueError, DirtyWorkspace) as exc:
         raise UsageError(str(exc)) from None
-    say(f"sweep of {len(points)} point(s), one DVC experiment each")
+    workers = args.workers if args.workers is not None else (0 if args.pool else 2)
+    if workers < 0 or (workers == 0 and not args.pool):
+        raise UsageError("sweep: --workers must be at least 1 (or 0 with --pool, whose workers run elsewhere)")
+    say(f"sweep of {len(points)} point(s), one DVC experiment each, each in a clone of its own; "
+        f"{workers} local worker(s)" + (f" on work pool {args.pool!r}" if args.pool else ""))
     say_prefect(root)
     from .sweep import run_sweep
 
-    done = run_sweep(root, args.grid, address=args.address, workers=args.workers)
+    done = run_sweep(root, args.grid, workers=workers, pool=args.pool, repo=args.repo, say=say)
+    failed = sorted(name for name, state in done.items() if state != "Completed")
+    if failed:
+        say(f"sweep: {len(failed)} of {len(done)} point(s) did not complete: {', '.join(failed)} "
+            "(their logs are in the Prefect UI)")
+        return 1
     say(f"sweep done ({len(done)} experiments); compare them with `dvc exp show`")
     return 0
 
@@ -187,11 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--pool", required=True, help="work pool name (created as type 'process' if missing)")
     deploy.add_argument("--cron", default="0 3 * * *")
     deploy.add_argument("--name", default="nightly")
-    sweep = sub.add_parser("sweep", help="run a grid of DVC experiments through a Dask task runner")
+    sweep = sub.add_parser("sweep", help="run a grid of DVC experiments, each point a flow run on a work pool, "
+                                          "in a clone of its own")
     sweep.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
                        help="one axis of the grid; repeat for more")
-    sweep.add_argument("--address", help="a running Dask scheduler, e.g. tcp://host:8786 (default: a local cluster)")
-    sweep.add_argument("--workers", type=int, default=1, help="threads of the local cluster")
+    sweep.add_argument("--workers", type=int, metavar="N",
+                       help="local workers to start, each running one point at a time (default 2; 0 with --pool)")
+    sweep.add_argument("--pool", help="a Prefect work pool whose workers (on any host) run the points; "
+                                      "default: a pool of this sweep's own, deleted at the end")
+    sweep.add_argument("--repo", help="the git remote the workers clone and push experiments to "
+                                      "(default: this project's path)")
     return parser
 
 

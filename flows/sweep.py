@@ -1,24 +1,37 @@
-"""`refinery sweep`: a grid of config overrides, one DVC experiment per point, fanned out
-through Prefect's Dask task runner (a local cluster by default, or `address` for a running one).
+"""`refinery sweep`: a grid of config overrides, one DVC experiment per point, each point a flow
+run of deployment `refinery-sweep-point/POOL` on a Prefect work pool.
 
-Every DVC command here runs behind the Prefect global concurrency limit `dvc` (1 slot): DVC
-takes a lock on the workspace and a second command fails on it at once, so points queue for
-the slot instead. Points therefore run one at a time in the workspace, each as a plain
-`dvc exp run -S key=value ...`; the task runner gives each point a task run (state, logs) in
-Prefect and a place to run (a remote cluster's workers must see the same workspace path). Each point is an
-experiment, so `dvc exp show` lists them all, and `dvc exp apply NAME` brings one back.
+A point runs in a clone of its own (flows/sweep_point.py): the project at the sweep's commit,
+sharing the origin's DVC cache, so points run side by side and never touch the origin's
+workspace (its params.yaml included); each pushes its experiment back to the origin, where `dvc
+exp show` lists them all and `dvc exp apply NAME` brings one into the workspace. How many points
+run at once is up to the pool's workers: by default this command starts `--workers N` local ones
+(flows/sweep_fleet.py) on a pool of its own and stops them, and the pool, when it ends, however it
+ends; `--pool NAME` sends the points to a pool whose workers run anywhere that reaches the git
+remote, the DVC remote and the Prefect API.
+
+This module imports prefect only inside functions: the CLI reads it before Prefect's settings
+are final. DVC_LIMIT and `dvc` serve the nightly flow, which works in the origin's workspace.
 """
 from __future__ import annotations
 
 import itertools
+import os
+import re
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from typing import Callable, Iterator
 
 DVC_LIMIT = "dvc"
+POLL_SECONDS = 2.0
+
+
+class DirtyWorkspace(ValueError):
+    """A sweep runs the committed HEAD: uncommitted changes to tracked files would not be in it."""
 
 
 def parse_grid(items: list[str]) -> list[dict[str, str]]:
@@ -49,31 +62,90 @@ def dvc(root: Path, *args: str) -> str:
     return proc.stdout
 
 
-# No retries: a point is a deterministic pipeline run; rerunning a failure gives the same failure.
-@task(name="sweep-point", retries=0, cache_policy=NO_CACHE, task_run_name="point-{label}")
-def run_point(root: str, point: dict[str, str], label: str) -> str:
-    args = [arg for key, value in point.items() for arg in ("-S", f"{key}={value}")]
-    out = dvc(Path(root), "exp", "run", *args)
-    get_run_logger().info("%s: %s", label, out.strip().splitlines()[-1] if out.strip() else "done")
-    return label
+def git(root: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise DirtyWorkspace(f"git {' '.join(args)}: {proc.stderr.strip() or proc.returncode}")
+    return proc.stdout
 
 
-@flow(name="refinery-sweep", log_prints=True)
-def sweep_flow(root: str, points: list[dict[str, str]]) -> list[str]:
-    futures = [run_point.submit(root, point, ",".join(f"{k}={v}" for k, v in point.items())) for point in points]
-    return [f.result() for f in futures]
+def sweep_commit(root: Path) -> str:
+    """The commit every point runs: HEAD, refused when tracked files differ from it (dvc.lock
+    aside: it only records what ran, and DVC's run cache restores unchanged stages anyway)."""
+    commit = git(root, "rev-parse", "--verify", "HEAD").strip()
+    changed = [line[3:] for line in git(root, "status", "--porcelain", "--untracked-files=no").splitlines()
+               if line[3:] != "dvc.lock"]
+    if changed:
+        shown = ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else "")
+        raise DirtyWorkspace(f"sweep: uncommitted changes to {shown}; each point runs a clone of the "
+                             f"committed HEAD ({commit[:8]}), so commit or stash them first")
+    return commit
 
 
-def run_sweep(root: Path, grid: list[str], address: str | None = None, workers: int = 1) -> list[str]:
-    """Run the grid on a Dask cluster: the one at `address`, else a local one of threads."""
-    from prefect_dask import DaskTaskRunner
+def point_name(sweep_id: str, point: dict[str, str]) -> str:
+    """The experiment's name: the sweep's id and the point's overrides, as a git ref allows."""
+    slug = "-".join(f"{key}-{value}" for key, value in point.items())
+    return f"{sweep_id}-{re.sub(r'[^A-Za-z0-9_-]+', '-', slug)}"[:120].rstrip("-")
 
-    points = parse_grid(grid)
-    if address:
-        runner = DaskTaskRunner(address=address)
-    else:
-        # Threads, not processes: each point's work happens in a `dvc exp run` subprocess anyway,
-        # and worker processes would each need their own Prefect and torch start-up.
-        runner = DaskTaskRunner(cluster_kwargs={"n_workers": 1, "threads_per_worker": workers,
-                                                "processes": False, "dashboard_address": None})
-    return sweep_flow.with_options(task_runner=runner)(root=str(root), points=points)
+
+@dataclass
+class Sweep:
+    root: Path
+    points: list[dict[str, str]]
+    workers: int = 2
+    pool: str | None = None  # a pool with its own workers; None: one of our own, deleted at the end
+    repo: str | None = None  # what workers clone and push to; default: the origin's path
+    sweep_id: str = field(default_factory=lambda: f"sweep-{time.strftime('%m%d-%H%M%S')}-{os.getpid() % 1000:03d}")
+
+    @property
+    def pool_name(self) -> str:
+        return self.pool or self.sweep_id
+
+    @property
+    def names(self) -> list[str]:
+        return [point_name(self.sweep_id, point) for point in self.points]
+
+
+@contextmanager
+def local_workers(root: Path, pool: str, count: int, scratch: Path) -> Iterator[None]:
+    """`count` workers on `pool` for as long as the block runs, and the keeper that stops them
+    (and deletes `scratch`) when it ends or this process dies (flows/sweep_fleet.py)."""
+    if count <= 0:
+        yield
+        return
+    from .sweep_fleet import die_with_parent
+
+    log = root / ".prefect" / f"{pool}-workers.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    keeper = subprocess.Popen([sys.executable, "-m", "flows.sweep_fleet", pool, str(count), str(scratch), str(log)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+                              preexec_fn=die_with_parent, env={**os.environ, "PYTHONPATH": package_path()})
+    try:
+        keeper.stdout.readline()  # "ready": the workers are started
+        yield
+    finally:
+        keeper.stdin.close()  # the keeper stops the workers and every process under them
+        keeper.wait()
+
+
+def package_path() -> str:
+    """PYTHONPATH that finds this `flows` package first, whatever the working directory."""
+    here = str(Path(__file__).resolve().parents[1])
+    return os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+
+
+def run_sweep(root: Path, grid: list[str], workers: int = 2, pool: str | None = None, repo: str | None = None,
+              say: Callable[[str], None] = print) -> dict[str, str]:
+    """Run every point of `grid`; returns {experiment name: final state name}."""
+    sweep = Sweep(Path(root).resolve(), parse_grid(grid), workers, pool, repo)
+    commit = sweep_commit(sweep.root)
+    from .sweep_submit import create_pool, delete_pool, submit_and_wait
+
+    create_pool(sweep.pool_name)
+    scratch = sweep.root / ".dvc" / "tmp" / "sweeps" / sweep.sweep_id
+    try:
+        with local_workers(sweep.root, sweep.pool_name, workers, scratch):
+            return submit_and_wait(sweep, commit, scratch, say)
+    finally:
+        if pool is None:
+            delete_pool(sweep.pool_name)

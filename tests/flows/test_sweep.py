@@ -1,5 +1,6 @@
-"""`refinery sweep`'s machinery: a 2x2 grid fanned out on a local Dask cluster through Prefect,
-one DVC experiment per point, all listed by `dvc exp show` (a toy DVC project: seconds)."""
+"""`refinery sweep`'s machinery on a toy DVC project (seconds a point): a 2x2 grid, each point a
+flow run on a work pool served by two local workers, each in a clone of its own; all four are
+experiments in the origin (`dvc exp show`), whose workspace stays as it was."""
 import json
 import subprocess
 import sys
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.sweep import parse_grid, run_sweep
+from flows.sweep import DirtyWorkspace, parse_grid, point_name, run_sweep, sweep_commit
 
 DVC = str(Path(sys.executable).parent / "dvc")
 pytestmark = pytest.mark.flow
@@ -45,10 +46,24 @@ def test_parse_grid_is_the_cartesian_product():
         parse_grid(["seed"])
 
 
-def test_sweep_of_four_points_is_four_experiments(prefect_api, toy):
-    with temporary_settings({PREFECT_API_URL: prefect_api}):
+def test_point_names_are_git_refs():
+    assert point_name("sweep-1", {"distill.loss": "kd", "seed": "0"}) == "sweep-1-distill-loss-kd-seed-0"
+
+
+def test_a_dirty_workspace_is_refused(toy):
+    (toy / "params.yaml").write_text("loss: pld\nseed: 0\n")
+    with pytest.raises(DirtyWorkspace, match="params.yaml"):
+        sweep_commit(toy)
+
+
+def test_sweep_of_four_points_is_four_experiments(prefect_api, toy, monkeypatch):
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
+    before = (toy / "params.yaml").read_text()
+    with temporary_settings({PREFECT_API_URL: prefect_api}):  # this process; the workers read the environment
         done = run_sweep(toy, ["loss=kd,sinkhorn", "seed=0,1"], workers=2)
-    assert sorted(done) == ["loss=kd,seed=0", "loss=kd,seed=1", "loss=sinkhorn,seed=0", "loss=sinkhorn,seed=1"]
+    assert sorted(done.values()) == ["Completed"] * 4, done
+    assert (toy / "params.yaml").read_text() == before
+    assert not list((toy / ".dvc" / "tmp" / "sweeps").glob("*")), "the clones are deleted"
     shown = json.loads(subprocess.run([DVC, "exp", "show", "--json"], cwd=toy, capture_output=True, text=True,
                                       check=True).stdout)
     experiments = [exp for commit in shown for exp in (commit.get("experiments") or [])]
