@@ -123,6 +123,9 @@ def cmd_serve(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace, root: Path) -> int:
+    if not os.environ.get("PREFECT_API_URL"):  # a deployment on a temporary server is gone when the command ends
+        raise UsageError("deploy: a deployment needs a Prefect server that stays up: run `refinery server start` "
+                         "first, or set PREFECT_API_URL")
     say_prefect(root)
     from .nightly import deploy
 

@@ -68,3 +68,19 @@ def test_served_deployment_runs_on_schedule(prefect_api, tmp_path):
     assert deployment.parameters == {"root": str(project)}
     done = {t.name.rsplit("-", 1)[0] for t in tasks if t.state and t.state.is_completed()}
     assert {"dvc-pull", "forget-requests", "dvc-push"} <= done
+
+
+@pytest.mark.parametrize("args", [["serve", "--interval", "60"], ["deploy", "--pool", "nightly-pool"]],
+                         ids=["serve", "deploy"])
+def test_serve_and_deploy_without_a_server_say_how_to_start_one(tmp_path, args):
+    """No project server and no PREFECT_API_URL: a temporary server would take the schedule or the
+    deployment with it when the command ends, so both stop at once and say what to run."""
+    project = toy_project(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / ".prefect")
+    started = time.time()
+    proc = subprocess.run([str(BIN / "refinery"), *args], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "refinery server start" in proc.stderr and "PREFECT_API_URL" in proc.stderr, proc.stderr
+    assert time.time() - started < 60 and not (tmp_path / ".prefect" / "server.json").exists()
