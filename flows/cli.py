@@ -2,7 +2,8 @@
 
     refinery run [--pipeline NAME] [--set key=value ...] [--seeds 5] [--force]
     refinery stage NAME [--seed S]
-    refinery forget (--ids FILE | --classes 3,7 | --fraction 0.1) [--exact] [--no-run]
+    refinery forget (--ids FILE | --classes 3,7 | --fraction 0.1) [--exact] [--note TEXT] [--no-run]
+    refinery requests (list | show ID | purge [ID ...])
     refinery report
     refinery ui [--port 4200]
     refinery server (start | stop | status) [--port 4200]
@@ -30,10 +31,12 @@ from tasks.stages import AGGREGATE, STAGE_NAMES
 from .env import configure, find_root, use_project_server
 from .errors import UsageError, all_user_errors, one_line, quiet_one_line_errors
 from .forget_cli import cmd_forget
+from .requests_cli import add_parser as requests_parser
+from .requests_cli import cmd_requests
 from .run_cli import cmd_run, say, say_prefect
 
 # Commands that record runs in Prefect: they use the project server when one is up.
-PREFECT_COMMANDS = {"run", "stage", "forget", "serve", "deploy", "sweep"}
+PREFECT_COMMANDS = {"run", "stage", "forget", "serve", "deploy", "sweep", "requests"}
 
 
 def __getattr__(name: str):
@@ -176,12 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--seed", type=int, help="the member of a seed group to run it for")
     forget = sub.add_parser("forget", help="record a deletion request and rerun what it affects")
     group = forget.add_mutually_exclusive_group(required=True)
-    group.add_argument("--ids", help="CSV or Parquet file with a sample_id column")
+    group.add_argument("--ids", help="CSV or Parquet file with a sample_key column (stable keys, e.g. image paths "
+                                     "inside data.path) or a sample_id column (ids of the current preparation)")
     group.add_argument("--classes", help="comma-separated class labels, e.g. 3,7")
     group.add_argument("--fraction", type=float, help="a random fraction of the training set")
     forget.add_argument("--no-run", action="store_true", help="only record the request")
+    forget.add_argument("--note", help="a note kept with the request in the ledger (e.g. the ticket number)")
     forget.add_argument("--exact", action="store_true",
                         help="retrain the whole lineage (teacher, upcycle, cache, student) without the samples")
+    requests_parser(sub)
     report = sub.add_parser("report", help="print the summary table")
     report.add_argument("--compare", metavar="REV", help="diff metrics against a git revision or DVC experiment")
     ui = sub.add_parser("ui", help="serve the Prefect UI over this project's runs")
@@ -213,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"run": cmd_run, "stage": cmd_stage, "forget": cmd_forget, "report": cmd_report,
+COMMANDS = {"run": cmd_run, "stage": cmd_stage, "forget": cmd_forget, "requests": cmd_requests, "report": cmd_report,
             "ui": cmd_ui, "server": cmd_server, "serve": cmd_serve, "deploy": cmd_deploy, "sweep": cmd_sweep}
 
 

@@ -1,37 +1,64 @@
-"""`refinery forget`: record a deletion request in params.yaml, validated against the prepared
-sample index first, and rerun what it affects."""
+"""`refinery forget`: record a deletion request in the ledger (requests/ledger.parquet), serve it
+at once, and publish the model that serves it.
+
+The request is resolved to stable sample keys against the prepared sample index and appended to
+the ledger; on any error nothing is written. Then the pipeline reruns what it affects: by default
+the request is served approximately (the unlearn stage runs every configured method on the
+deployed model, and the one closest to retraining, or `forget.serve_method`, is published to
+data/deploy/); with `--exact` the whole lineage retrains without the samples. The nightly flow
+retrains exactly what is still served approximately, and purges (flows/purge.py).
+"""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 from .errors import UsageError
-from .run_cli import cmd_run, say
+from .run_cli import say
 
 
-def forget_section(args: argparse.Namespace, root: Path) -> dict:
-    """The `forget` config section a request asks for (not yet validated against the data)."""
-    if args.classes:
-        try:
-            request = {"mode": "classes", "classes": [int(c) for c in args.classes.split(",") if c.strip()]}
-        except ValueError:
-            raise UsageError(f"--classes: expected comma-separated integers, got {args.classes!r}") from None
-    elif args.fraction is not None:
-        request = {"mode": "fraction", "fraction": args.fraction}
-    else:  # params.yaml records the file relative to the project, so it must lie inside it
-        ids_file, project = Path(args.ids).resolve(), Path(root).resolve()
-        if not ids_file.is_relative_to(project):
-            raise UsageError(f"--ids {args.ids}: the ids file must lie inside the project ({project}); "
-                             f"copy it in, e.g. to {project / ids_file.name}, and pass that path")
-        request = {"mode": "ids", "ids_file": ids_file.relative_to(project).as_posix()}
-    return dict(request, exact=bool(args.exact))
-
-
-def check_request(root: Path, cfg) -> int:
-    """Resolve the request against the prepared sample index; raise ForgetRequestError (one
-    line) for an unknown or duplicate id, an empty request, or one covering every sample."""
+def chosen_keys(args: argparse.Namespace, root: Path, index, seed: int, salt: str) -> tuple[list[str], dict]:
+    """(the sample keys a request names, how they were chosen); raise ForgetRequestError (one line)."""
     import numpy as np
     from refinery.data import ForgetRequestError, read_ids_file, resolve_request
+    from refinery.data.keys import hash_rank
+
+    train = (index["split"] == "train").to_numpy()
+    keys = index["sample_key"].to_numpy(dtype=object)
+    if args.classes:
+        try:
+            classes = [int(c) for c in args.classes.split(",") if c.strip()]
+        except ValueError:
+            raise UsageError(f"--classes: expected comma-separated integers, got {args.classes!r}") from None
+        ids = resolve_request("classes", y=index["label"].to_numpy(), train_mask=train, seed=seed, classes=classes,
+                              source="forget request")
+        return keys[ids].tolist(), {"classes": classes}
+    if args.fraction is not None:
+        if not 0.0 < args.fraction < 1.0:
+            raise UsageError(f"--fraction: must lie strictly between 0 and 1, got {args.fraction}")
+        n = max(1, int(round(args.fraction * int(train.sum()))))
+        return hash_rank(seed, keys[train], salt)[:n].tolist(), {"fraction": args.fraction}
+    named = read_ids_file(Path(args.ids))
+    if named.dtype != object:  # sample ids of the current preparation: resolved to keys now
+        known = index["sample_id"].to_numpy()
+        unknown = np.setdiff1d(named, known)
+        if len(unknown):
+            raise ForgetRequestError(f"--ids: unknown sample ids {unknown[:5].tolist()}{' ...' * (len(unknown) > 5)} "
+                                     f"(ids run from 0 to {int(known.max())})")
+        named = index.set_index("sample_id").loc[named, "sample_key"].to_numpy(dtype=object)
+    values, counts = np.unique(named.astype(str), return_counts=True)
+    if (counts > 1).any():
+        raise ForgetRequestError(f"--ids: duplicate samples {values[counts > 1][:5].tolist()}")
+    unknown = sorted(set(values.tolist()) - set(keys.tolist()))
+    if unknown:
+        raise ForgetRequestError(f"--ids: unknown sample keys {unknown[:5]}{' ...' * (len(unknown) > 5)}")
+    return values.tolist(), {"ids_file": Path(args.ids).name}
+
+
+def record_request(args: argparse.Namespace, root: Path, seed: int):
+    """Append the request to the ledger; return (request or None when nothing new, repeated keys)."""
+    from refinery.data import ForgetRequestError
+    from refinery.requests import read_ledger, record
     from refinery.store import read_table
 
     index_path = root / "data" / "prepared" / "index.parquet"
@@ -39,22 +66,19 @@ def check_request(root: Path, cfg) -> int:
         raise ForgetRequestError(f"{index_path.relative_to(root)} not found: "
                                  "run `refinery run` once before a forget request")
     index = read_table(index_path)
-    f = cfg.forget
-    ids = read_ids_file(root / f.ids_file) if f.mode == "ids" else None
-    if ids is not None:
-        unknown = np.setdiff1d(ids, index["sample_id"].to_numpy())
-        if len(unknown):
-            raise ForgetRequestError(f"--ids: unknown sample ids {unknown[:5].tolist()}{' ...' * (len(unknown) > 5)} "
-                                     f"(ids run from 0 to {int(index['sample_id'].max())})")
-    chosen = resolve_request(f.mode, y=index["label"].to_numpy(), train_mask=(index["split"] == "train").to_numpy(),
-                             seed=cfg.seed, classes=f.classes, fraction=f.fraction, ids=ids, source="forget request")
-    return len(chosen)
+    if "sample_key" not in index.columns:
+        raise ForgetRequestError(f"{index_path.relative_to(root)} predates sample keys: run `refinery run` first")
+    index = index[index["split"] != "forgotten"]
+    keys, how = chosen_keys(args, root, index, seed, salt=f"request-{len(read_ledger(root)) + 1}")
+    trainable = set(index.loc[index["split"] == "train", "sample_key"])
+    if trainable and trainable <= set(keys) | {k for r in read_ledger(root) for k in r.keys}:
+        raise ForgetRequestError("forget request: it would cover every training sample; nothing would remain")
+    content = index.set_index("sample_key").loc[keys, "content"].astype(str).tolist()
+    return record(root, keys, content, dict(how, exact=bool(args.exact)), note=args.note or "")
 
 
 def cmd_forget(args: argparse.Namespace, root: Path) -> int:
-    """Record a deletion request in params.yaml and rerun what it affects. The request is
-    validated against data/prepared/index.parquet first: on any error nothing is written. The
-    workspace lock is held from before the request is read until the rerun is done."""
+    """Hold the workspace lock from before the request is read until the rerun is done."""
     from .dvc_runner import workspace_lock
 
     with workspace_lock(root):
@@ -65,20 +89,20 @@ def forget_locked(args: argparse.Namespace, root: Path) -> int:
     from refinery import config as C
     from refinery.resolve import with_fingerprint, write_params
 
-
-    raw = C.read_yaml(root / "params.yaml")
-    previous = raw.get("forget")
-    raw["forget"] = C.deep_merge(raw.get("forget", {}), forget_section(args, root))
-    cfg = with_fingerprint(root, C.validate(raw, "forget request"))  # the ids file by content
-    count = check_request(root, cfg)
-    write_params(root, cfg)
-    how = "exact: the lineage retrains without them" if cfg.forget.exact else "approximate: the student unlearns them"
-    if previous == cfg.forget.model_dump(mode="json"):
-        say(f"forget request unchanged: params.yaml already holds it ({cfg.forget.mode}, {count} training samples; "
-            f"{how})")
+    cfg = C.validate(C.read_yaml(root / "params.yaml"), "params.yaml")
+    request, repeated = record_request(args, root, cfg.seed)
+    if request is None:
+        say(f"nothing new: the ledger already holds all {len(repeated)} of these samples")
     else:
-        say(f"forget request recorded in params.yaml ({cfg.forget.mode}, {count} training samples; {how})")
+        say(f"recorded {request.request_id} in requests/ledger.parquet: {len(request.keys)} samples"
+            + (f" ({len(repeated)} already recorded earlier)" if repeated else "")
+            + "; commit requests/ledger.parquet with the project")
+    cfg = with_fingerprint(root, cfg.model_copy(update={"forget": cfg.forget.model_copy(
+        update={"exact": bool(args.exact)})}))
+    write_params(root, cfg)
     if args.no_run:
-        say("not run (--no-run): `refinery run` processes it")
+        say("not run (--no-run): `refinery run` (or the nightly flow) serves it")
         return 0
-    return cmd_run(argparse.Namespace(pipeline=None, set=[], force=False, seeds=None), root, forget_request=True)
+    from .publish import run_and_publish
+
+    return run_and_publish(root)

@@ -25,14 +25,18 @@ def resolve_config(root: Path, pipeline: str | None, overrides: list[str]) -> C.
 
 def with_fingerprint(root: Path, cfg: C.PipelineConfig) -> C.PipelineConfig:
     """The config with data.fingerprint describing the files under data.path as they are now
-    (and forget.fingerprint the request's ids file).
+    (and forget.fingerprint the request's ids file and the deletion ledger's requests).
     DVC cannot list a path chosen in params.yaml among prepare's deps, so the files' state
     enters as a param instead: edited user data reruns prepare and everything after it."""
     from .data import fingerprint  # torch and the data sources, only when needed
+    from .requests import fingerprint as requests_fingerprint, read_ledger
 
     stamp = fingerprint(root / cfg.data.path) if cfg.data.path else None
     f = cfg.forget  # a request's ids file likewise: an edited file is a new request
     ids_stamp = fingerprint(root / f.ids_file) if f.mode == "ids" and f.ids_file else None
+    ledger = requests_fingerprint(read_ledger(root))  # and the deletion ledger's keys and purges
+    if ledger:
+        ids_stamp = f"{ids_stamp}+{ledger}" if ids_stamp else f"ledger:{ledger}"
     return cfg.model_copy(update={"data": cfg.data.model_copy(update={"fingerprint": stamp}),
                                   "forget": f.model_copy(update={"fingerprint": ids_stamp})})
 

@@ -122,7 +122,19 @@ def write_manifest(ws: Workspace, name: str, cfg: C.PipelineConfig, extra: dict 
                    **{str(Path(p).resolve().relative_to(ws.root)): path_hash(p) for p in extra_inputs}},
         "outputs": {out: path_hash(ws.root / out) for out in outputs},
         "runtime": runtime(),
+        **honoured(ws, decl.deps),
     })
+
+
+def honoured(ws: Workspace, deps: Iterable[str]) -> dict:
+    """{"ledger": {"honours": [request ids]}} for a stage that reads the prepared arrays: the
+    deletion requests its training data honoured (none of their samples were in it)."""
+    arrays = next((d for d in deps if d.endswith("prepared/arrays.zarr")), None)
+    if arrays is None or not (ws.root / arrays / "zarr.json").exists():
+        return {}
+    from refinery.store import open_group
+
+    return {"ledger": {"honours": list(open_group(ws.root / arrays).attrs.get("honours", []))}}
 
 
 def runtime() -> dict:

@@ -26,8 +26,7 @@ RUNS = ("student", "scratch", "random_teacher")
 
 def teacher_table(teacher, data, device) -> TeacherTable:
     """Logits (and per-expert logits of an MoE) of `teacher` on the training split, by sample id."""
-    num_samples = len(data.train) + len(data.val) + len(data.test)
-    return cache.teacher_table(teacher, data.train.x, data.train.ids, num_samples, device)
+    return cache.teacher_table(teacher, data.train.x, data.train.ids, data.num_samples, device)
 
 
 def cached_teacher(cache_path, num_samples: int, device) -> TeacherTable:
@@ -71,7 +70,7 @@ def distill(ws: Workspace) -> None:
     teacher, teacher_arch = load_model(teacher_path, device)
     cache.write_cache(out / "teacher_logits.zarr", teacher_table(teacher, data, device), data.train.ids,
                       cfg.distill.teacher)
-    num_samples = len(data.train) + len(data.val) + len(data.test)
+    num_samples = data.num_samples
     # Training reads the cache (augmentation is off, so the teacher's logits never change).
     lookups = {"student": cached_teacher(out / "teacher_logits.zarr", num_samples, device), "scratch": None,
                "random_teacher": random_teacher_table(cfg, teacher_arch, data, device)}

@@ -62,7 +62,8 @@ P, T, U, D, N, R = "data/prepared", "data/teacher", "data/upcycle", "data/distil
 
 PIPELINE: tuple[Stage, ...] = (
     Stage("prepare", deps=(), params=("seed", "data", "forget"),
-          outs=(f"{P}/arrays.zarr", f"{P}/index.parquet", f"{P}/forget.parquet", f"{P}/manifest.json")),
+          outs=(f"{P}/arrays.zarr", f"{P}/forgotten.zarr", f"{P}/index.parquet", f"{P}/forget.parquet",
+                f"{P}/manifest.json")),
     Stage("teacher", deps=(f"{P}/arrays.zarr",), params=("seed", "device", "threads", "teacher"), gpu=True,
           outs=(f"{T}/model.zarr", f"{T}/history.parquet", f"{T}/manifest.json"), timed=(f"{T}/history.parquet",),
           uncached=(f"{T}/metrics.json",), manifest_params=("seed", "threads", "teacher")),
@@ -76,8 +77,8 @@ PIPELINE: tuple[Stage, ...] = (
           outs=(f"{D}/teacher_logits.zarr", f"{D}/student.zarr", f"{D}/scratch.zarr", f"{D}/random_teacher.zarr",
                 f"{D}/history.parquet", f"{D}/manifest.json"), timed=(f"{D}/history.parquet",),
           uncached=(f"{D}/metrics.json",), manifest_params=("seed", "threads", "distill")),
-    Stage("unlearn", deps=(f"{P}/arrays.zarr", f"{P}/forget.parquet", f"{T}/model.zarr", f"{U}/model.zarr",
-                           f"{D}/student.zarr", f"{D}/teacher_logits.zarr"),
+    Stage("unlearn", deps=(f"{P}/arrays.zarr", f"{P}/forgotten.zarr", f"{P}/forget.parquet", f"{T}/model.zarr",
+                           f"{U}/model.zarr", f"{D}/student.zarr", f"{D}/teacher_logits.zarr"),
           params=("seed", "device", "threads", "unlearn", "teacher.train", "upcycle.train", "distill", "forget.exact"),
           gpu=True,
           outs=(f"{N}/models", f"{N}/forget_scores.parquet", f"{N}/margins.parquet", f"{N}/manifest.json"),

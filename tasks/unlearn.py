@@ -31,7 +31,7 @@ import pandas as pd
 
 from refinery.data import load_prepared
 from refinery.data.dataset import Arrays
-from refinery.distill import make_loss
+from refinery.distill import cache, make_loss
 from refinery.metrics.klom import margins
 from refinery.metrics.unlearning import avg_gap, confidence, unlearning_scores
 from refinery.store.cache import read_cache
@@ -54,10 +54,24 @@ TARGETS = {"teacher": ("teacher", "model.zarr"), "upcycle": ("upcycle", "model.z
            "student": ("distill", "student.zarr")}
 
 
-def training_split(data) -> Arrays:
+def training_split(data, forget_ids) -> Arrays:
     """The training split as the request saw it: with `forget.exact`, prepare moved D_f out of
-    it (split code FORGOTTEN) so no stage trained on it; it is put back here to be scored."""
-    return data.train.union(data.forgotten) if data.forgotten is not None and len(data.forgotten) else data.train
+    it (into forgotten.zarr) so no stage trained on it; it is put back here to be scored. Only
+    the request's own samples come back: a kept-apart sample of another request stays out."""
+    apart = data.forgotten.only(forget_ids) if data.forgotten is not None and len(data.forgotten) else None
+    return data.train.union(apart) if apart is not None and len(apart) else data.train
+
+
+def fill_teacher_rows(ws: Workspace, cfg, lookup, samples: Arrays, num_samples: int, device) -> None:
+    """Add the distillation teacher's logits on `samples` (absent from the cache, which covers the
+    training split) to `lookup`, so a method that trains the student on D_f with its KD loss sees
+    the teacher's outputs instead of the cache's NaN rows."""
+    teacher, _ = load_model(ws.stage_dir(cfg.distill.teacher) / "model.zarr", device)
+    extra = cache.teacher_table(teacher, samples.x.to(device), samples.ids, num_samples, device)
+    ids = samples.ids.to(lookup.logits.device)
+    lookup.logits[ids] = extra.logits[ids]
+    if lookup.expert_logits is not None and extra.expert_logits is not None:
+        lookup.expert_logits[ids] = extra.expert_logits[ids]
 
 
 def target_path(ws: Workspace, target: str) -> Path:
@@ -69,12 +83,13 @@ def build_context(ws: Workspace, cfg, data, device) -> UnlearnContext:
     """The target model with its own recipe: the student keeps its KD loss, the teacher and the
     upcycled MoE their CE (the MoE's includes its balance loss)."""
     forget_ids = read_table(ws.stage_dir("prepare") / "forget.parquet")["sample_id"].to_numpy()
-    train = training_split(data)
+    train = training_split(data, forget_ids)
     model, arch = load_model(target_path(ws, cfg.unlearn.target), device)
     loss = None
     if cfg.unlearn.target == "student":
-        num_samples = len(train) + len(data.val) + len(data.test)
-        lookup = cached_teacher(ws.stage_dir("distill") / "teacher_logits.zarr", num_samples, device)
+        lookup = cached_teacher(ws.stage_dir("distill") / "teacher_logits.zarr", data.num_samples, device)
+        if data.forgotten is not None and len(data.forgotten):  # D_f kept apart: the teacher never saw it
+            fill_teacher_rows(ws, cfg, lookup, data.forgotten, data.num_samples, device)
         train_cfg = cfg.distill.train
         loss = lambda: make_loss(cfg.distill, lookup)  # noqa: E731  a fresh loss (and its parts) per method
     elif cfg.unlearn.target == "upcycle":
@@ -187,7 +202,7 @@ def relearn_rows(models: dict, ctx: UnlearnContext, seed: int, epochs: int) -> d
 def unlearn(ws: Workspace) -> None:
     cfg = ws.config()
     out, arrays = ws.stage_dir("unlearn"), ws.stage_dir("prepare") / "arrays.zarr"
-    data = load_prepared(arrays)
+    data = load_prepared(arrays, forgotten=True)
     device = pick_device(cfg.device)
     ctx = build_context(ws, cfg, data, device)
     model_hash = str(open_group(target_path(ws, cfg.unlearn.target)).attrs.get("content_hash", ""))

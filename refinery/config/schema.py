@@ -66,6 +66,9 @@ class DataConfig(Strict):
         "auto", description="auto: the source's own test split where it has one (CIFAR's test batch, an npz's "
         "x_test/y_test, MNIST-1D), else stratified; published: require the source's split; stratified: carve "
         "the test set from every sample. val always comes from train")
+    split_by: Literal["auto", "key", "stratified"] = Field("auto", description=(
+        "key: each sample's split from a hash of its stable key, so added samples never move others; stratified: "
+        "exact per-class shares, redrawn when samples change; auto: key for user data, stratified for built-in sets"))
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
     path: str | None = Field(None, description="user sources: file or folder, relative to the project root")
@@ -97,6 +100,9 @@ class ForgetConfig(Strict):
     fingerprint: str | None = Field(None, description="set by refinery from ids_file's content; leave it")
     exact: bool = Field(False, description="retrain the whole lineage without the forgotten samples: prepare "
                                            "drops them from the training split, so every stage reruns")
+    serve_method: str | None = Field(None, description=(
+        "the unlearning method whose model serves a new deletion request (data/deploy/); default: the one "
+        "closest to retrain (smallest Avg.Gap) on that request"))
 
     @field_validator("ids_file")
     @classmethod

@@ -24,6 +24,7 @@ class Source:
     y: np.ndarray            # int64, (N,)
     num_classes: int
     published_test: np.ndarray | None = None  # bool (N,), where the source defines its own test split
+    keys: np.ndarray | None = None  # str (N,): stable sample keys (refinery/data/keys.py); None: positions
 
 
 def existing(path: Path | str | None, what: str) -> Path:
@@ -108,7 +109,7 @@ def check_class_ids(labels: np.ndarray, where: str, n_samples: int | None = None
 
 
 def finish(x: np.ndarray, y: np.ndarray, where: str, num_classes: int | None = None,
-           published_test: np.ndarray | None = None) -> Source:
+           published_test: np.ndarray | None = None, keys: np.ndarray | None = None) -> Source:
     """Check a loaded dataset and return it as a Source; raise DataSourceError on bad data."""
     if len(x) == 0:
         raise DataSourceError(f"{where}: no samples")
@@ -130,4 +131,4 @@ def finish(x: np.ndarray, y: np.ndarray, where: str, num_classes: int | None = N
                               f"(sample {int(np.flatnonzero(outside)[0])})")
     if x.ndim < 2:
         raise DataSourceError(f"{where}: each sample must be an array, got inputs of shape {x.shape}")
-    return Source(x=x, y=y, num_classes=limit, published_test=published_test)
+    return Source(x=x, y=y, num_classes=limit, published_test=published_test, keys=keys)

@@ -186,7 +186,9 @@ def load_cifar(variant: str, path: Path | str | None = None, resize: tuple[int, 
     test = np.zeros(len(y), dtype=bool)
     test[len(y) - n_test:] = True
     x = resize_batch(x.astype(np.float32) / 255.0, resize)
-    return finish(x, y, str(root), num_classes=num_classes, published_test=test)
+    keys = np.array([f"{f}:{row}" for f, p in zip(train_files + test_files, parts) for row in range(len(p[1]))],
+                    dtype=object)
+    return finish(x, y, str(root), num_classes=num_classes, published_test=test, keys=keys)
 
 
 def load_cifar10(**kwargs: object) -> Source:

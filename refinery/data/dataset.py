@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from ..store import read_arrays
-from .forget import FORGOTTEN
 from .splits import TEST, TRAIN, VAL
+
+FORGOTTEN_ARRAYS = "forgotten.zarr"  # beside arrays.zarr: D_f of an exact deletion until it is purged
 
 
 @dataclass
@@ -74,12 +75,26 @@ class Prepared:
     test: Arrays
     num_classes: int
     in_shape: tuple[int, ...]
-    forgotten: Arrays | None = None  # moved out of train by an exact deletion (split code FORGOTTEN)
+    forgotten: Arrays | None = None  # D_f of an exact deletion, kept apart (forgotten.zarr) to be scored
+
+    @property
+    def num_samples(self) -> int:
+        """One more than the largest sample id: the size of a table indexed by sample id."""
+        parts = [self.train, self.val, self.test] + ([self.forgotten] if self.forgotten is not None else [])
+        return max((int(p.ids.max()) + 1 for p in parts if len(p)), default=0)
 
 
-def load_prepared(arrays_path: Path | str) -> Prepared:
+def load_prepared(arrays_path: Path | str, forgotten: bool = False) -> Prepared:
+    """The prepared splits; with `forgotten`, also the kept-apart D_f of an exact deletion
+    (forgotten.zarr beside the arrays), whose ids continue after the arrays' positions. Only the
+    unlearn stage reads it (it scores D_f), so only it depends on it."""
     data, attrs = read_arrays(arrays_path, ["x", "y", "split"])
     full = Arrays.from_numpy(data["x"], data["y"])
     split = data["split"]
+    kept_apart = None
+    if forgotten and (Path(arrays_path).parent / FORGOTTEN_ARRAYS).exists():
+        rest, _ = read_arrays(Path(arrays_path).parent / FORGOTTEN_ARRAYS, ["x", "y"])
+        ids = np.arange(len(split), len(split) + len(rest["y"]))
+        kept_apart = Arrays.from_numpy(rest["x"], rest["y"], ids)
     return Prepared(full.subset(split == TRAIN), full.subset(split == VAL), full.subset(split == TEST),
-                    int(attrs["num_classes"]), tuple(data["x"].shape[1:]), full.subset(split == FORGOTTEN))
+                    int(attrs["num_classes"]), tuple(data["x"].shape[1:]), kept_apart)

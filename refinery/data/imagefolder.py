@@ -68,4 +68,5 @@ def load_imagefolder(path: Path | str | None = None, resize: tuple[int, int] | N
         a = np.asarray(im.convert(mode), dtype=np.float32) / 255.0
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
     y = np.array([label for _, label in items], dtype=np.int64)
-    return finish(np.stack(arrays), y, str(root), num_classes=len(classes))
+    keys = np.array([p.relative_to(root).as_posix() for p, _ in items], dtype=object)  # stable: the file's path
+    return finish(np.stack(arrays), y, str(root), num_classes=len(classes), keys=keys)

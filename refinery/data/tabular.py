@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import DataSourceError, Source, existing, finish, labels_from, resize_batch
+from .keys import content_keys
 
 
 def _channels_first(x: np.ndarray, where: str) -> np.ndarray:
@@ -85,7 +86,7 @@ def load_parquet(path: Path | str | None = None, resize: tuple[int, int] | None 
     labels = table.column(label_column).to_pylist()
     textual = any(v is None or isinstance(v, str) for v in labels)
     y, _ = labels_from(np.array(labels, dtype=object if textual else None), f"{file}:{label_column}")
-    return finish(x, y, str(file))
+    return finish(x, y, str(file), keys=content_keys(x, y))
 
 
 def _npz_array(arrays, key: str, where: str) -> np.ndarray:
@@ -118,4 +119,5 @@ def load_npz(path: Path | str | None = None, resize: tuple[int, int] | None = No
     x = np.concatenate(xs).astype(np.float32)
     x = resize_batch(x, resize) if x.ndim == 4 else x
     test = np.concatenate([np.zeros(len(ys[0]), bool)] + ([np.ones(len(ys[1]), bool)] if len(ys) == 2 else []))
-    return finish(x, np.concatenate(ys), str(file), published_test=test if len(ys) == 2 else None)
+    y = np.concatenate(ys)
+    return finish(x, y, str(file), published_test=test if len(ys) == 2 else None, keys=content_keys(x, y))
