@@ -17,8 +17,9 @@ from .errors import UsageError
 from .run_cli import say
 
 
-def chosen_keys(args: argparse.Namespace, root: Path, index, seed: int, salt: str) -> tuple[list[str], dict]:
-    """(the sample keys a request names, how they were chosen); raise ForgetRequestError (one line)."""
+def chosen_keys(args: argparse.Namespace, index, seed: int, recorded: set[str]) -> tuple[list[str], dict]:
+    """(the sample keys a request names, how they were chosen); raise ForgetRequestError (one line).
+    A fraction is drawn, by key hash, from the training samples no earlier request named."""
     import numpy as np
     from refinery.data import ForgetRequestError, read_ids_file, resolve_request
     from refinery.data.keys import hash_rank
@@ -37,7 +38,8 @@ def chosen_keys(args: argparse.Namespace, root: Path, index, seed: int, salt: st
         if not 0.0 < args.fraction < 1.0:
             raise UsageError(f"--fraction: must lie strictly between 0 and 1, got {args.fraction}")
         n = max(1, int(round(args.fraction * int(train.sum()))))
-        return hash_rank(seed, keys[train], salt)[:n].tolist(), {"fraction": args.fraction}
+        fresh = np.array([k for k in keys[train].tolist() if k not in recorded], dtype=object)
+        return hash_rank(seed, fresh, f"request-{len(recorded)}")[:n].tolist(), {"fraction": args.fraction}
     named = read_ids_file(Path(args.ids))
     if named.dtype != object:  # sample ids of the current preparation: resolved to keys now
         known = index["sample_id"].to_numpy()
@@ -69,9 +71,10 @@ def record_request(args: argparse.Namespace, root: Path, seed: int):
     if "sample_key" not in index.columns:
         raise ForgetRequestError(f"{index_path.relative_to(root)} predates sample keys: run `refinery run` first")
     index = index[index["split"] != "forgotten"]
-    keys, how = chosen_keys(args, root, index, seed, salt=f"request-{len(read_ledger(root)) + 1}")
+    recorded = {k for r in read_ledger(root) for k in r.keys}
+    keys, how = chosen_keys(args, index, seed, recorded)
     trainable = set(index.loc[index["split"] == "train", "sample_key"])
-    if trainable and trainable <= set(keys) | {k for r in read_ledger(root) for k in r.keys}:
+    if trainable and trainable <= set(keys) | recorded:
         raise ForgetRequestError("forget request: it would cover every training sample; nothing would remain")
     content = index.set_index("sample_key").loc[keys, "content"].astype(str).tolist()
     return record(root, keys, content, dict(how, exact=bool(args.exact)), note=args.note or "")

@@ -1,5 +1,10 @@
 """The nightly flow a team schedules: pull new data from the DVC remote, rerun what changed
-(including any pending forget request and edited files under data.path), push the artifacts back.
+(edited files under data.path, new deletion requests), push the artifacts back.
+
+Deletion requests: every request still served only approximately is retrained exactly tonight
+(`forget.exact` is set for the run, so the whole lineage trains without its samples), the
+retrained student is published to data/deploy/ and the requests move to `retrained`; then they
+are purged (flows/purge.py: caches, DVC's cache and remote, the byte scan) before the push.
 
 `refinery serve --cron "0 3 * * *"` serves it from this process (flow.serve); `refinery deploy
 --pool NAME` registers it on a process work pool for `prefect worker start --pool NAME`.
@@ -40,16 +45,18 @@ def push(root: str) -> str:
     return dvc(Path(root), "push").strip() or "pushed"
 
 
-@task(name="forget-requests", retries=0, cache_policy=NO_CACHE)
-def pending_forget(root: str) -> str:
-    """Say which forget request params.yaml holds. Processing needs nothing more: the request is
-    a param of prepare and unlearn, so the pipeline's DVC check reruns them when it changed."""
+@task(name="deletion-requests", retries=0, cache_policy=NO_CACHE)
+def exact_tonight(root: str) -> list[str]:
+    """The requests not yet retrained exactly; when there are any, set `forget.exact` for the run."""
     from refinery import config as C
+    from refinery.requests import read_ledger
+    from refinery.resolve import write_params
 
-    params = Path(root) / "params.yaml"
-    raw = C.read_yaml(params) if params.exists() else {}
-    request = raw.get("forget") if isinstance(raw, dict) else None
-    return f"forget request: {request}" if request else "no forget request"
+    waiting = [r.request_id for r in read_ledger(Path(root)) if not r.reached("retrained")]
+    if waiting:
+        cfg = C.validate(C.read_yaml(Path(root) / "params.yaml"), "params.yaml")
+        write_params(Path(root), cfg.model_copy(update={"forget": cfg.forget.model_copy(update={"exact": True})}))
+    return waiting
 
 
 @task(name="user-data", retries=0, cache_policy=NO_CACHE)
@@ -66,8 +73,10 @@ def refresh_user_data(root: str) -> str:
     data = raw.get("data") if isinstance(raw, dict) else None
     forget = raw.get("forget") if isinstance(raw, dict) else None
     by_ids = isinstance(forget, dict) and forget.get("mode") == "ids"
-    if not (isinstance(data, dict) and data.get("path")) and not by_ids:
-        return "no data.path and no ids file: nothing to stamp"
+    from refinery.requests.ledger import ledger_path
+
+    if not (isinstance(data, dict) and data.get("path")) and not by_ids and not ledger_path(Path(root)).exists():
+        return "no data.path, ids file or deletion ledger: nothing to stamp"
     cfg = resolve_config(Path(root), None, [])
     write_params(Path(root), cfg)
     return f"user data {cfg.data.path}: fingerprint {cfg.data.fingerprint}"
@@ -83,19 +92,27 @@ def preset_name(root: str) -> str:
 
 
 @flow(name="refinery-nightly", log_prints=True)
-def nightly_flow(root: str) -> dict:
+def nightly_flow(root: str, purge_retrained: bool = True) -> dict:
     from prefect.concurrency.sync import concurrency
+
+    from .publish import artifact_hashes, publish_served
+    from .purge import purge
 
     logger = get_run_logger()
     pulled = pull(root)
     logger.info("%s", pulled)
-    logger.info("%s", pending_forget(root))
     # The workspace lock before params.yaml is re-stamped, held through the pipeline: a command
     # started meanwhile is refused instead of writing under it. The pipeline also holds the `dvc`
     # slot: a sweep in the same workspace waits for it instead of failing on the lock.
     with workspace_lock(Path(root)), concurrency(DVC_LIMIT, occupy=1, strict=True):
+        waiting = exact_tonight(root)
+        logger.info("deletion requests to retrain exactly: %s", ", ".join(waiting) or "none")
         logger.info("%s", refresh_user_data(root))
+        before = artifact_hashes(Path(root))
         table = pipeline_flow(root=root, pipeline=preset_name(root))
+        publish_served(Path(root), before)
+        if purge_retrained and purge(Path(root)) != 0:
+            raise RuntimeError("purge not finished: see its log; the next night retries it")
     pushed = push(root)
     logger.info("%s", pushed)
     return {"pull": pulled, "stages": table, "push": pushed}

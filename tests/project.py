@@ -40,15 +40,27 @@ def copy_run(source: Path, dest: Path) -> Path:
 API_URL: dict[str, str] = {}  # set by the session's Prefect server fixture
 
 
-def run(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a project command (refinery, dvc, ...) from the virtualenv, inside `project`,
-    recording its flow runs on the session's Prefect server."""
+def command_env(project: Path) -> dict[str, str]:
+    """The environment of a project command: the virtualenv first on PATH, the project's Prefect
+    home, and the session's Prefect server."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PREFECT_HOME"] = str(project / ".prefect")
     env.update({"PREFECT_API_URL": API_URL["url"]} if API_URL else {})
-    proc = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=project, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return env
+
+
+def start(project: Path, *args: str) -> subprocess.Popen:
+    """Start a project command in a session of its own (so a test can signal its whole group)."""
+    return subprocess.Popen([str(BIN / args[0]), *args[1:]], cwd=project, env=command_env(project),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def run(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a project command (refinery, dvc, ...) from the virtualenv, inside `project`,
+    recording its flow runs on the session's Prefect server."""
+    proc = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=project, env=command_env(project),
+                          capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n"
                              f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

@@ -4,6 +4,9 @@ image re-added under a new name, and every receipt checked. Real DVC, Prefect, Z
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 
 import numpy as np
 import pandas as pd
@@ -12,9 +15,10 @@ from PIL import Image
 from refinery.requests import read_ledger
 from refinery.requests.scan import scan
 from refinery.store import read_table
-from tests.project import copy_project, run
+from tests.project import copy_project, run, start
 
 CLASSES = 3
+NIGHTLY = "from flows.nightly import nightly_flow; nightly_flow(root='.', purge_retrained=False)"
 SETTINGS = ["--set", "data.source=imagefolder", "--set", "data.path=images", "--set", "forget.mode=fraction"]
 
 
@@ -62,21 +66,34 @@ def test_requests_from_record_to_receipt(tmp_path):
     a_keys, b_keys = train[:3], train[3:6]
 
     # A: served at once, approximately, and published with a model card.
-    out = run(project, "refinery", "forget", "--ids", request_file(project, "a.csv", a_keys), "--note", "ticket 1").stdout
+    a_file = request_file(project, "a.csv", a_keys)
+    out = run(project, "refinery", "forget", "--ids", a_file, "--note", "ticket 1").stdout
     assert "recorded REQ-0001" in out and "served approximately" in out, out
     card = json.loads((project / "data" / "deploy" / "card.json").read_text())
     assert card["serves_approximately"] == ["REQ-0001"] and card["honours"] == []
     # Recording the same samples again changes nothing.
     assert "nothing new" in run(project, "refinery", "forget", "--ids", "a.csv", "--no-run").stdout
-    # B, exact: the whole lineage retrains without A and B, kept apart until the purge.
-    run(project, "refinery", "forget", "--ids", request_file(project, "b.csv", b_keys), "--exact")
+    # B, recorded only; the nightly flow retrains the lineage without A and B, kept apart until the purge.
+    run(project, "refinery", "forget", "--ids", request_file(project, "b.csv", b_keys), "--no-run")
+    run(project, "python", "-c", NIGHTLY)
     assert {r.request_id: r.status for r in read_ledger(project)} == {"REQ-0001": "retrained",
                                                                       "REQ-0002": "retrained"}
+    card = json.loads((project / "data" / "deploy" / "card.json").read_text())
+    assert card["served_by"] == "retrained" and card["honours"] == ["REQ-0001", "REQ-0002"]
     contents = [c for r in read_ledger(project) for c in r.contents]
     before = scan(project, contents)
     assert any("forgotten.zarr" in h.where for h in before) and any(".dvc" in h.where for h in before), before
     assert raw_occurrences(project, deleted_bytes(project, a_keys + b_keys)) == []  # stores compress: see scan()
 
+    # kill -9 in the middle of the purge: the ledger is readable, the requests marked purging (so no
+    # run brings their samples back), and the next purge finishes the job.
+    purging = start(project, "refinery", "requests", "purge")
+    deadline = time.monotonic() + 300
+    while {r.status for r in read_ledger(project)} != {"purging"} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(purging.pid, signal.SIGKILL)
+    purging.wait()
+    assert {r.status for r in read_ledger(project)} == {"purging"}
     run(project, "refinery", "requests", "purge")
     assert {r.status for r in read_ledger(project)} == {"purged"}
     assert scan(project, contents) == []

@@ -10,7 +10,7 @@ from tests.project import copy_project
 def test_nightly_restamps_the_fingerprint_of_user_data_only(tmp_path):
     project = copy_project(tmp_path / "p")
     before = (project / "params.yaml").read_text()
-    assert refresh_user_data.fn(str(project)) == "no data.path and no ids file: nothing to stamp"
+    assert refresh_user_data.fn(str(project)) == "no data.path, ids file or deletion ledger: nothing to stamp"
     assert (project / "params.yaml").read_text() == before
 
     np.savez(project / "d.npz", x=np.zeros((20, 4), np.float32), y=np.arange(20) % 2)

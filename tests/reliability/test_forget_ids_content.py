@@ -1,5 +1,6 @@
-"""A request's ids file is an input by content: editing it and forgetting again records a new
-request (params.yaml changes, so DVC reruns prepare and what follows), not "unchanged"."""
+"""A request's ids file is read by content: editing it and forgetting again records a new request
+for the new samples (and the ledger's stamp in params.yaml changes, so DVC reruns prepare and what
+follows), not "nothing new"."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +10,7 @@ import yaml
 
 from flows.cli import main
 from refinery import config as C
+from refinery.requests import read_ledger
 
 N = 40
 
@@ -17,8 +19,9 @@ N = 40
 def project(tmp_path, monkeypatch):
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     (tmp_path / "params.yaml").write_text(C.dump_yaml(C.PipelineConfig()))
-    index = pd.DataFrame({"sample_id": np.arange(N), "split": ["train"] * 30 + ["val"] * 5 + ["test"] * 5,
-                          "label": np.arange(N) % 4, "forget": np.zeros(N, dtype=bool)})
+    index = pd.DataFrame({"sample_id": np.arange(N), "sample_key": [f"k{i}" for i in range(N)],
+                          "split": ["train"] * 30 + ["val"] * 5 + ["test"] * 5, "label": np.arange(N) % 4,
+                          "forget": np.zeros(N, dtype=bool), "content": [f"c{i}" for i in range(N)]})
     (tmp_path / "data" / "prepared").mkdir(parents=True)
     index.to_parquet(tmp_path / "data" / "prepared" / "index.parquet")
     monkeypatch.chdir(tmp_path)
@@ -35,10 +38,10 @@ def test_an_edited_ids_file_is_a_new_request(project, capsys):
     capsys.readouterr()
     assert main(["forget", "--ids", "ids.csv", "--no-run"]) == 0
     out = capsys.readouterr().out
-    assert "unchanged" not in out, out
+    assert "nothing new" not in out and "recorded REQ-0002" in out, out
     assert (project / "params.yaml").read_text() != first
-    forget = yaml.safe_load((project / "params.yaml").read_text())["forget"]
-    assert forget["ids_file"] == "ids.csv" and forget["fingerprint"]
+    assert [r.keys for r in read_ledger(project)] == [["k1", "k2"], ["k5"]]
+    assert yaml.safe_load((project / "params.yaml").read_text())["forget"]["fingerprint"].startswith("ledger:")
 
 
 def test_user_data_is_fingerprinted_by_content(tmp_path):

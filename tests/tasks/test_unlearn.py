@@ -43,9 +43,9 @@ def relearned(tmp_path_factory) -> Workspace:
 
 def splits(ws: Workspace) -> dict:
     """The forget, retain and test samples rebuilt from prepare's outputs, not from the stage."""
-    data = load_prepared(ws.stage_dir("prepare") / "arrays.zarr")
-    train = training_split(data)
+    data = load_prepared(ws.stage_dir("prepare") / "arrays.zarr", forgotten=True)
     forget_ids = read_table(ws.stage_dir("prepare") / "forget.parquet")["sample_id"].to_numpy()
+    train = training_split(data, forget_ids)
     return {"forget": train.only(forget_ids), "retain": train.without(forget_ids), "test": data.test}
 
 
