@@ -125,17 +125,58 @@ def print_group_summary(metrics: dict, console: Console) -> None:
     console.print(verdicts)
 
 
+def staleness_line(root: Path) -> str | None:
+    """A warning when the numbers shown are not those of the workspace as it is now."""
+    from .dvc_runner import plan
+
+    if not (root / "dvc.yaml").exists():
+        return None
+    try:
+        todo = plan(root)
+    except Exception as exc:  # a run holds the workspace, or DVC cannot read it: say so, show the numbers
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        return f"[yellow]cannot tell whether these results are current: {reason}[/yellow]"
+    if not todo.todo:
+        return None
+    return (f"[bold red]OUT OF DATE[/bold red]: {', '.join(todo.stale)} changed since these results were computed"
+            f"{' (and ' + ', '.join(todo.downstream) + ' follow)' if todo.downstream else ''}; "
+            "they are the last completed run's; `refinery run` brings them up to date")
+
+
+def requests_table(root: Path) -> Table | None:
+    """Deletion requests and their status (`refinery requests show ID` gives a receipt)."""
+    from refinery.requests import read_ledger
+
+    requests = read_ledger(root)
+    if not requests:
+        return None
+    table = Table(title="Deletion requests (receipts: refinery requests show ID)", title_justify="left")
+    for column in ("request", "received", "samples", "status", "served by"):
+        table.add_column(column)
+    for r in requests:
+        served = r.event("served")
+        how = "retrained" if r.reached("retrained") else (served["detail"].get("method") if served else "-")
+        table.add_row(r.request_id, r.received, str(len(r.keys)), r.status, how)
+    return table
+
+
 def print_summary(root: Path, console: Console) -> None:
-    """The per-model table and the unlearning audit table."""
+    """The per-model table and the unlearning audit table, the deletion requests, and a warning
+    when the workspace changed since the results were computed."""
     metrics = load_metrics(root)
+    warning = staleness_line(root)
+    if warning:
+        console.print(warning)
     if "verdicts" in metrics:  # a seed group's aggregate
         print_group_summary(metrics, console)
-        console.print(provenance_line(root))
-        return
-    console.print(rich_table("Models on the test set", "model", MODEL_COLUMNS, model_rows(metrics)))
-    unlearn = {k: v for k, v in metrics.get("unlearn", {}).items() if isinstance(v, dict)}
-    if unlearn:
-        console.print(rich_table("Unlearning (%, gap to retrain)", "method", UNLEARN_COLUMNS, unlearn))
+    else:
+        console.print(rich_table("Models on the test set", "model", MODEL_COLUMNS, model_rows(metrics)))
+        unlearn = {k: v for k, v in metrics.get("unlearn", {}).items() if isinstance(v, dict)}
+        if unlearn:
+            console.print(rich_table("Unlearning (%, gap to retrain)", "method", UNLEARN_COLUMNS, unlearn))
+    requests = requests_table(root)
+    if requests is not None:
+        console.print(requests)
     console.print(provenance_line(root))
 
 
