@@ -71,6 +71,8 @@ def test_requests_from_record_to_receipt(tmp_path):
     assert "recorded REQ-0001" in out and "served approximately" in out, out
     card = json.loads((project / "data" / "deploy" / "card.json").read_text())
     assert card["serves_approximately"] == ["REQ-0001"] and card["honours"] == []
+    served = run(project, "refinery", "requests", "show", "REQ-0001", "--check", check=False)
+    assert served.returncode == 1 and "lineage check: NOT passed" in served.stdout  # the teacher still saw A
     # Recording the same samples again changes nothing.
     assert "nothing new" in run(project, "refinery", "forget", "--ids", "a.csv", "--no-run").stdout
     # B, recorded only; the nightly flow retrains the lineage without A and B, kept apart until the purge.
