@@ -54,9 +54,9 @@ def _matches(array, wanted: set[str], row_shape: tuple | None) -> int:
     return found
 
 
-def _dvc_trees(root: Path):
-    """(name, folder) for each directory version in DVC's cache, rebuilt from links."""
-    cache = root / DVC_CACHE
+def _dvc_trees(cache: Path):
+    """(.dir object, folder) for each directory version in a DVC cache or local remote laid out
+    as files/md5/<2>/<30> (`cache`), rebuilt from links."""
     if not cache.exists():
         return
     for listing in sorted(cache.rglob("*.dir")):
@@ -73,7 +73,7 @@ def _dvc_trees(root: Path):
                 link = Path(tmp) / rel
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(target)
-            yield f"{listing.relative_to(root)}", Path(tmp)
+            yield listing, Path(tmp)
 
 
 def scan(root: Path, contents: list[str], row_shape: tuple | None = None) -> list[Hit]:
@@ -86,7 +86,16 @@ def scan(root: Path, contents: list[str], row_shape: tuple | None = None) -> lis
             for path, array in _arrays_under(root / top):
                 if n := _matches(array, wanted, row_shape):
                     hits.append(Hit(str(path.relative_to(root)), n))
-    for name, tree in _dvc_trees(root):
+    return hits + scan_dvc_store(root / DVC_CACHE, contents, row_shape, label=root)
+
+
+def scan_dvc_store(cache: Path, contents: list[str], row_shape: tuple | None = None,
+                   label: Path | None = None) -> list[Hit]:
+    """The same search through a DVC cache or a local DVC remote (its `files/md5` folder); hits
+    are named relative to `label` when given."""
+    wanted, hits = set(contents), []
+    for listing, tree in _dvc_trees(Path(cache)):
+        name = listing.relative_to(label) if label is not None else listing
         for path, array in _arrays_under(tree):
             if n := _matches(array, wanted, row_shape):
                 hits.append(Hit(f"{name}:{path.relative_to(tree)}", n))

@@ -13,7 +13,7 @@ import pandas as pd
 from PIL import Image
 
 from refinery.requests import read_ledger
-from refinery.requests.scan import scan
+from refinery.requests.scan import scan, scan_dvc_store
 from refinery.store import read_table
 from tests.project import copy_project, run, start
 
@@ -85,6 +85,10 @@ def test_requests_from_record_to_receipt(tmp_path):
     contents = [c for r in read_ledger(project) for c in r.contents]
     before = scan(project, contents)
     assert any("forgotten.zarr" in h.where for h in before) and any(".dvc" in h.where for h in before), before
+    remote = tmp_path / "remote"  # the team's DVC remote holds the kept-apart D_f too, until the purge
+    run(project, "dvc", "remote", "add", "-d", "store", str(remote))
+    run(project, "dvc", "push")
+    assert scan_dvc_store(remote / "files" / "md5", contents)
     assert raw_occurrences(project, deleted_bytes(project, a_keys + b_keys)) == []  # stores compress: see scan()
 
     # kill -9 in the middle of the purge: the ledger is readable, the requests marked purging (so no
@@ -98,7 +102,7 @@ def test_requests_from_record_to_receipt(tmp_path):
     assert {r.status for r in read_ledger(project)} == {"purging"}
     run(project, "refinery", "requests", "purge")
     assert {r.status for r in read_ledger(project)} == {"purged"}
-    assert scan(project, contents) == []
+    assert scan(project, contents) == [] and scan_dvc_store(remote / "files" / "md5", contents) == []
 
     # New images, and A's first image again under a new name: prepare leaves the copy out.
     write_images(project / "images", 24, 4, seed=1)
