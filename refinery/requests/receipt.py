@@ -112,7 +112,8 @@ def render(doc: dict) -> str:
         served = doc["served"]
         lines.append(f"  served approximately by {served.get('method')}: {json.dumps(served.get('audit'))}")
     for path, change in (doc["rebuilt"] or {}).items():
-        lines.append(f"  rebuilt {path}: {change.get('old') or '-'} -> {change.get('new')}")
+        old, new = (change.get("old") or "-")[:12], (change.get("new") or "-")[:12]
+        lines.append(f"  rebuilt {path}: {old} -> {new} (sha256, first 12 digits; --json gives them whole)")
     lineage = doc["lineage"]
     lines.append(f"  lineage check: {'passed' if lineage['ok'] else 'NOT passed'}")
     lines += [f"    - {p}" for p in lineage["problems"]]
