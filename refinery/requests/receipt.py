@@ -111,9 +111,10 @@ def render(doc: dict) -> str:
     if doc["served"]:
         served = doc["served"]
         lines.append(f"  served approximately by {served.get('method')}: {json.dumps(served.get('audit'))}")
+    if doc["rebuilt"]:
+        lines.append("  rebuilt (sha256, first 12 digits; --json gives them whole):")
     for path, change in (doc["rebuilt"] or {}).items():
-        old, new = (change.get("old") or "-")[:12], (change.get("new") or "-")[:12]
-        lines.append(f"  rebuilt {path}: {old} -> {new} (sha256, first 12 digits; --json gives them whole)")
+        lines.append(f"    {path}: {(change.get('old') or '-')[:12]} -> {(change.get('new') or '-')[:12]}")
     lineage = doc["lineage"]
     lines.append(f"  lineage check: {'passed' if lineage['ok'] else 'NOT passed'}")
     lines += [f"    - {p}" for p in lineage["problems"]]
