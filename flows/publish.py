@@ -36,6 +36,15 @@ def serve_method(cfg, unlearned: dict) -> str:
     return min(rows, key=lambda m: rows[m]["gap"])
 
 
+def member_path(cfg, path: str) -> str:
+    """`path` of the run's model: in a seed group, that of the member trained with `seed` (or the first)."""
+    from tasks.stages import seeded_path
+
+    if not cfg.seeds:
+        return path
+    return seeded_path(path, cfg.seed if cfg.seed in cfg.seeds else cfg.seeds[0])
+
+
 def publish_served(root: Path, before: dict[str, str]) -> None:
     """Move the requests the last run served and publish their model (nothing when it served none)."""
     from refinery import config as C
@@ -43,6 +52,7 @@ def publish_served(root: Path, before: dict[str, str]) -> None:
     from refinery.requests.receipt import publish
     from refinery.store import read_json, table_metadata
 
+    cfg = C.validate(C.read_yaml(root / "params.yaml"), "params.yaml")
     meta = table_metadata(root / "data" / "prepared" / "forget.parquet")
     serving = meta.get("requests", [])
     ledger = {r.request_id: r for r in read_ledger(root)}
@@ -52,20 +62,19 @@ def publish_served(root: Path, before: dict[str, str]) -> None:
         changed = {p: {"old": before.get(p), "new": h} for p, h in after.items() if before.get(p) != h}
         moved = [rid for rid in serving if not ledger[rid].reached("retrained")]
         add_event(root, moved, "retrained", {"artifacts": changed})
-        card = publish(root, root / "data" / "distill" / "student.zarr", "retrained", honours + moved, [])
+        card = publish(root, root / member_path(cfg, "data/distill/student.zarr"), "retrained", honours + moved, [])
         say(f"{', '.join(moved) or 'requests'} retrained exactly ({len(changed)} artifacts rebuilt); "
             f"published data/deploy/ (ledger version {card['ledger_version']})")
         return
     if not serving:
         return
-    cfg = C.validate(C.read_yaml(root / "params.yaml"), "params.yaml")
-    unlearned = read_json(root / "data" / "unlearn" / "metrics.json")
+    unlearned = read_json(root / member_path(cfg, "data/unlearn/metrics.json"))
     method = serve_method(cfg, unlearned)
     audit = {k: unlearned[method].get(k) for k in AUDIT_KEYS} | {
         "retrain": {k: unlearned["retrain"].get(k) for k in AUDIT_KEYS if k != "gap"}}
     moved = [rid for rid in serving if not ledger[rid].reached("served")]
     add_event(root, moved, "served", {"method": method, "audit": audit})
-    card = publish(root, root / "data" / "unlearn" / "models" / f"{method}.zarr", method, honours, serving)
+    card = publish(root, root / member_path(cfg, f"data/unlearn/models/{method}.zarr"), method, honours, serving)
     say(f"{', '.join(serving)} served approximately by {method} (Avg.Gap to retrain {audit['gap']:.2f}); "
         f"published data/deploy/ (ledger version {card['ledger_version']}); the nightly run retrains exactly")
 
