@@ -1,7 +1,8 @@
 """`refinery sweep` on the smoke run: two points on two local workers run at the same time, each
-in a clone of the project (which has no .venv: its stages run with the origin's interpreter),
-and both come back to the origin as DVC experiments, its params.yaml untouched. Killing the
-sweep command (SIGTERM or SIGKILL) leaves no worker, flow run, stage or server process behind."""
+in a clone of the project (which has no .venv, and PATH has no virtualenv either: its stages run
+with the worker's interpreter), and both come back to the origin as DVC experiments, its
+params.yaml untouched. Killing the sweep command (SIGTERM or SIGKILL) leaves no worker, flow
+run, stage or server process behind."""
 from __future__ import annotations
 
 import json
@@ -51,9 +52,11 @@ def experiments(project: Path) -> dict[str, dict]:
 def test_two_points_run_at_once_in_clones_and_come_back_as_experiments(origin):
     params = (origin / "params.yaml").read_text()
     since = datetime.now(UTC)
-    out = run(origin, "refinery", "sweep", "--grid", "distill.loss=kd,pld", "--grid", "threads=1",
-              "--workers", "2").stdout
-    assert "sweep done (2 experiments)" in out, out
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "PREFECT_API_URL": API_URL["url"],
+           "PREFECT_HOME": str(origin / ".prefect")}
+    proc = subprocess.run([str(BIN / "refinery"), "sweep", "--grid", "distill.loss=kd,pld", "--grid", "threads=1",
+                           "--workers", "2"], cwd=origin, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "sweep done (2 experiments)" in proc.stdout, proc.stdout + proc.stderr[-3000:]
     points = point_runs(API_URL["url"], since)
     assert len(points) == 2 and all(r.state.is_completed() and t.state.is_completed() for r, t in points), points
     (_, a), (_, b) = points
