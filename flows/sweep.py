@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 DVC_LIMIT = "dvc"
-POLL_SECONDS = 2.0
 
 
 class DirtyWorkspace(ValueError):

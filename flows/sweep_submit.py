@@ -16,8 +16,9 @@ from prefect.deployments.runner import EntrypointType
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.states import Cancelled, Cancelling
 
-from .sweep import POLL_SECONDS, Sweep
 from .sweep_point import point_flow
+
+POLL_SECONDS = 2.0
 
 
 def create_pool(pool: str) -> None:
@@ -55,7 +56,8 @@ def origin_cache(root: Path) -> str:
     return str((root / proc.stdout.strip()).resolve())
 
 
-def submit_and_wait(sweep: Sweep, commit: str, scratch: Path, say: Callable[[str], None]) -> dict[str, str]:
+def submit_and_wait(sweep, commit: str, scratch: Path, say: Callable[[str], None]) -> dict[str, str]:
+    """One flow run per point of `sweep` (a flows.sweep.Sweep); wait for all of them."""
     deployment_id = register(sweep.pool_name)
     cache = origin_cache(sweep.root)
     runs = {}
