@@ -52,9 +52,12 @@ def publish_served(root: Path, before: dict[str, str]) -> None:
     from refinery.requests.receipt import publish
     from refinery.store import read_json, table_metadata
 
-    cfg = C.validate(C.read_yaml(root / "params.yaml"), "params.yaml")
-    meta = table_metadata(root / "data" / "prepared" / "forget.parquet")
+    forget_set = root / "data" / "prepared" / "forget.parquet"
+    if not forget_set.exists() or not read_ledger(root):
+        return  # no deletion request was ever recorded: nothing to move or publish
+    meta = table_metadata(forget_set)
     serving = meta.get("requests", [])
+    cfg = C.validate(C.read_yaml(root / "params.yaml"), "params.yaml")
     ledger = {r.request_id: r for r in read_ledger(root)}
     honours = [r.request_id for r in ledger.values() if r.reached("retrained")]
     if meta.get("exact") and serving:

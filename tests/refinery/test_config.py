@@ -65,3 +65,17 @@ def test_presets_validate():
 
     for preset in (Path(__file__).parents[2] / "pipelines").glob("*.yaml"):
         C.validate(C.deep_merge(C.to_dict(C.PipelineConfig()), C.read_yaml(preset)), str(preset))
+
+
+def test_committed_params_yaml_is_complete():
+    """params.yaml in the repository is what `refinery run --pipeline NAME` writes for its preset:
+    every key dvc.yaml names is there, so `dvc repro`, a sweep's clone and the nightly flow run it
+    as committed."""
+    from pathlib import Path
+
+    from refinery.resolve import resolve_config
+
+    root = Path(__file__).resolve().parents[2]
+    committed = (root / "params.yaml").read_text()
+    name = C.read_yaml(root / "params.yaml")["name"]
+    assert committed == C.dump_yaml(resolve_config(root, name, [])), "rerun `refinery run --pipeline NAME`"

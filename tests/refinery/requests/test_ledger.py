@@ -15,7 +15,8 @@ def test_requests_accumulate_and_repeats_change_nothing(tmp_path):
     assert (a.request_id, b.request_id, b.keys, repeated) == ("REQ-0001", "REQ-0002", ["z"], ["y"])
     again, repeated = record(tmp_path, ["x", "z"], ["cx", "cz"], {"ids_file": "f.csv"})
     assert again is None and repeated == ["x", "z"] and version(tmp_path) == 2
-    assert [r.keys for r in read_ledger(tmp_path)] == [["x", "y"], ["z"]] and read_ledger(tmp_path)[0].note == "ticket 1"
+    requests = read_ledger(tmp_path)
+    assert [r.keys for r in requests] == [["x", "y"], ["z"]] and requests[0].note == "ticket 1"
 
 
 def test_events_append_and_move_status(tmp_path):
