@@ -67,7 +67,7 @@ def test_served_deployment_runs_on_schedule(prefect_api, tmp_path):
                                       sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=50)
     assert deployment.parameters == {"root": str(project)}
     done = {t.name.rsplit("-", 1)[0] for t in tasks if t.state and t.state.is_completed()}
-    assert {"dvc-pull", "forget-requests", "dvc-push"} <= done
+    assert {"dvc-pull", "deletion-requests", "dvc-push"} <= done
 
 
 @pytest.mark.parametrize("args", [["serve", "--interval", "60"], ["deploy", "--pool", "nightly-pool"]],
