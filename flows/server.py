@@ -92,8 +92,12 @@ def find_server(root: Path) -> dict | None:
 
 
 def server_env(root: Path, host: str, port: int) -> dict[str, str]:
-    """The server's environment: the project's Prefect home, and a UI that calls its own port."""
+    """The server's environment: the project's Prefect home, a UI that calls its own port, and
+    concurrency leases kept on disk (under the Prefect home), so that a restarted server still
+    knows who holds a slot and frees it when that holder's lease runs out; Prefect's default keeps
+    them in memory, and a restart then leaves every held slot counted for good."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.setdefault("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", "prefect.server.concurrency.lease_storage.filesystem")
     env.update(PREFECT_HOME=str(root / ".prefect"), PREFECT_SERVER_API_HOST=host, PREFECT_SERVER_API_PORT=str(port),
                PREFECT_UI_API_URL=f"http://{host}:{port}/api", PREFECT_UI_URL=f"http://{host}:{port}",
                PREFECT_SERVER_ANALYTICS_ENABLED="false")

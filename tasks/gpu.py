@@ -25,8 +25,9 @@ log line. The limit only spreads work across hosts; the host locks still pick th
 slots are held on a Prefect lease (at least 60 s, Prefect's minimum) that the server's
 repossessor frees when a holder is killed; a failed renewal (a server restart) logs a warning
 instead of cancelling the training. A server that keeps leases in memory (Prefect's default)
-forgets them when it restarts and leaves their slots counted; a shared server should set
-PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=prefect.server.concurrency.lease_storage.filesystem.
+forgets them when it restarts and leaves their slots counted; `refinery server start` therefore
+sets PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=prefect.server.concurrency.lease_storage.filesystem
+(flows/server.py), and a server started otherwise should too.
 
 Environment:
   REFINERY_GPU_LOCKS  the lock folder (default /tmp/refinery-gpu-<uid>). The default is fixed,
