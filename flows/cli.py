@@ -121,6 +121,10 @@ def cmd_serve(args: argparse.Namespace, root: Path) -> int:
     say_prefect(root)
     from .nightly import serve
 
+    # Ctrl-C as SIGTERM: a KeyboardInterrupt, which Prefect's serve loop takes as "shut down". With
+    # Python's own SIGINT handler asyncio.run would instead cancel the runner's task, whose cleanup
+    # waits on its workers and never returns: the command stayed up after Ctrl-C.
+    signal.signal(signal.SIGINT, interrupt)
     serve(root, args.name, cron=args.cron, interval=args.interval)
     return 0
 
