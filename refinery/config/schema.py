@@ -6,9 +6,7 @@ import importlib
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import (
-    AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -66,9 +64,8 @@ class DataConfig(Strict):
         "auto", description="auto: the source's own test split where it has one (CIFAR's test batch, an npz's "
         "x_test/y_test, MNIST-1D), else stratified; published: require the source's split; stratified: carve "
         "the test set from every sample. val always comes from train")
-    split_by: Literal["auto", "key", "stratified"] = Field("auto", description=(
-        "key: each sample's split from a hash of its stable key, so added samples never move others; stratified: "
-        "exact per-class shares, redrawn when samples change; auto: key for user data, stratified for built-in sets"))
+    split_by: Literal["auto", "key", "stratified"] = Field("auto", description="key: split by a hash of each sample's "
+        "stable key (added samples move no other); stratified: exact class shares; auto: key for user data")
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
     path: str | None = Field(None, description="user sources: file or folder, relative to the project root")
@@ -91,7 +88,7 @@ class DataConfig(Strict):
 
 
 class ForgetConfig(Strict):
-    """The deletion request: which training samples must be forgotten."""
+    """A simulated deletion request, scored when the ledger has none pending, and how requests are served."""
 
     mode: Literal["classes", "fraction", "ids"] = "classes"
     classes: list[int] = Field(default_factory=lambda: [3])
@@ -100,9 +97,8 @@ class ForgetConfig(Strict):
     fingerprint: str | None = Field(None, description="set by refinery from ids_file's content; leave it")
     exact: bool = Field(False, description="retrain the whole lineage without the forgotten samples: prepare "
                                            "drops them from the training split, so every stage reruns")
-    serve_method: str | None = Field(None, description=(
-        "the unlearning method whose model serves a new deletion request (data/deploy/); default: the one "
-        "closest to retrain (smallest Avg.Gap) on that request"))
+    serve_method: str | None = Field(None, description="the unlearning method whose model serves a new deletion "
+                                     "request (data/deploy/); default: the smallest Avg.Gap to retrain on it")
 
     @field_validator("ids_file")
     @classmethod
@@ -303,8 +299,7 @@ class RandomLabelConfig(Strict):
 
     epochs: int = Field(10, ge=1, le=1000)
     lr: float = Field(0.013, gt=0.0, le=10.0)
-    lr_grid: list[float] = Field(default_factory=lambda: [0.004, 0.013, 0.04],
-                                 description="unlearn.select_lr candidates")
+    lr_grid: list[float] = Field(default_factory=lambda: [0.004, 0.013, 0.04], description="select_lr candidates")
     batch_size: int = Field(256, ge=1, le=65_536)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0, le=10.0)
@@ -318,9 +313,8 @@ class SalUnConfig(RandomLabelConfig):
     lr 0.013) on the weights of the saliency mask only."""
 
     sparsity: float = Field(0.5, gt=0.0, lt=1.0, description="share of weights the saliency mask keeps (top |grad|)")
-    mask_batch_size: int = Field(256, ge=1, le=65_536, description=(
-        "batch of the mask's gradient (a sum of batch-mean gradients, so it depends on the batch); "
-        "256 as the reference's loaders"))
+    mask_batch_size: int = Field(256, ge=1, le=65_536, description="batch of the mask's gradient (a sum of "
+                                 "batch-mean gradients, so it depends on the batch); 256 as the reference's loaders")
 
 
 class LFSSDConfig(Strict):
