@@ -53,12 +53,12 @@ def publish_served(root: Path, before: dict[str, str]) -> None:
     from refinery.store import read_json, table_metadata
 
     forget_set = root / "data" / "prepared" / "forget.parquet"
-    if not forget_set.exists() or not read_ledger(root):
+    ledger = {r.request_id: r for r in read_ledger(root)}
+    if not forget_set.exists() or not ledger:
         return  # no deletion request was ever recorded: nothing to move or publish
     meta = table_metadata(forget_set)
     serving = meta.get("requests", [])
     cfg = C.validate(C.read_yaml(root / "params.yaml"), "params.yaml")
-    ledger = {r.request_id: r for r in read_ledger(root)}
     honours = [r.request_id for r in ledger.values() if r.reached("retrained")]
     if meta.get("exact") and serving:
         after = artifact_hashes(root)

@@ -94,10 +94,7 @@ def purge(root: Path, wanted: list[str] | None = None) -> int:
         ids = [r.request_id for r in targets]
         add_event(root, [r.request_id for r in targets if not r.reached("purging")], "purging")
         say(f"purging {', '.join(ids)}: prepare leaves their samples out from now on")
-        from refinery.resolve import resolve_config, write_params
-
-        write_params(root, resolve_config(root, None, []))  # the ledger's new fingerprint reruns prepare
-        code = run_and_publish(root)
+        code = run_and_publish(root)  # `refinery run` stamps the ledger's new fingerprint: prepare reruns
         if code:
             return code
         done = drop_caches(root) + collect_dvc_cache(root)
